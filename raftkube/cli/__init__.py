@@ -1,0 +1,1 @@
+"""Command-line entry points: `raftkube` (daemons, cluster tools) and `raftkubectl` (users)."""
