@@ -1,0 +1,315 @@
+"""Manifests: YAML/JSON documents in files, directories or stdin <-> typed objects.
+
+    sources (paths, "-") --read--> documents --decode--> objects --default--> --validate-->
+                                                                   LoadedObject list
+    objects --encode--> plain data --dump--> YAML (multi-document) or JSON (a v1 List)
+
+Loading is all-or-nothing: `load_manifests` either returns every object or raises
+ManifestError listing every problem, each naming source, 0-based document index, field
+path and reason (`web.yaml[1]: spec.replicas: must be an integer, got string`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from google.protobuf.message import Message
+
+from raftkube.objects import registry
+from raftkube.objects.codec import decode, encode
+from raftkube.objects.defaulting import apply_defaults
+from raftkube.objects.errors import (
+    FieldError,
+    ManifestError,
+    ManifestProblem,
+    ObjectInvalid,
+)
+from raftkube.objects.validation import validate
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class LoadedObject:
+    """One object from a manifest: where it came from and the typed message."""
+
+    source: str
+    index: int
+    obj: Message
+
+    @property
+    def kind(self) -> registry.KindInfo:
+        return registry.for_message(self.obj)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings and rejects duplicate keys."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            continue  # unhashable key: SafeLoader reports it itself
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_documents(text: str) -> list[Any]:
+    """Every YAML document in `text` (JSON is YAML), skipping empty ones (`---` alone).
+
+    Raise yaml.YAMLError on bad syntax or a duplicate key.
+    """
+    return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
+
+
+def manifest_files(path: str) -> list[Path]:
+    """`path` itself if a file; else every *.yaml/*.yml/*.json below it, recursively,
+    in sorted order. Raise FileNotFoundError for a missing path."""
+    root = Path(path)
+    if root.is_dir():
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            found.extend(
+                Path(dirpath) / f for f in sorted(filenames) if f.endswith(MANIFEST_SUFFIXES)
+            )
+        return sorted(found)
+    if root.exists():
+        return [root]
+    raise FileNotFoundError(f"the path {path!r} does not exist")
+
+
+def decode_document(document: Any) -> Message:
+    """A typed object from one parsed document; raise ObjectInvalid listing every problem.
+
+    The document must be an object with a supported apiVersion and kind. Does not default
+    or validate.
+    """
+    if not isinstance(document, dict):
+        raise ObjectInvalid([FieldError("", "a manifest document must be an object")])
+    kind, api_version = document.get("kind"), document.get("apiVersion")
+    missing = [
+        FieldError(name, "required field is missing")
+        for name, value in (("apiVersion", api_version), ("kind", kind))
+        if not value
+    ]
+    if missing:
+        raise ObjectInvalid(missing)
+    if not isinstance(kind, str) or not isinstance(api_version, str):
+        raise ObjectInvalid([FieldError("kind", "apiVersion and kind must be strings")])
+    try:
+        info = registry.by_api_version_kind(api_version, kind)
+    except registry.UnknownKind as exc:
+        path = "kind" if kind not in {k.kind for k in registry.all_kinds()} else "apiVersion"
+        raise ObjectInvalid([FieldError(path, str(exc))]) from None
+    return decode(info.message_class, document)
+
+
+def _expand_lists(document: Any) -> list[tuple[str, Any, str | None]]:
+    """(path prefix, document, error) for each object a document holds: a `v1 List` (what
+    `-o json` prints for several objects) holds its items, anything else is itself."""
+    if not (
+        isinstance(document, dict)
+        and document.get("kind") == "List"
+        and document.get("apiVersion") == "v1"
+    ):
+        return [("", document, None)]
+    unknown = sorted(set(document) - {"apiVersion", "kind", "items", "metadata"})
+    if unknown:
+        return [(unknown[0], None, "unknown field")]
+    items = document.get("items") or []
+    if not isinstance(items, list):
+        return [("items", None, "must be a list")]
+    return [(f"items[{i}]", item, None) for i, item in enumerate(items)]
+
+
+def load_text(
+    text: str,
+    source: str,
+    *,
+    default: bool = True,
+    check: bool = True,
+) -> list[LoadedObject]:
+    """Load every object in one YAML/JSON text; all-or-nothing (raise ManifestError).
+
+    `default` applies Kubernetes defaulting; `check` validates (after defaulting).
+    """
+    objects, problems = _load_source(text, source, default=default, check=check)
+    if problems:
+        raise ManifestError(problems)
+    return objects
+
+
+def _load_source(
+    text: str, source: str, *, default: bool, check: bool
+) -> tuple[list[LoadedObject], list[ManifestProblem]]:
+    try:
+        documents = parse_documents(text)
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        return [], [ManifestProblem(source, None, FieldError("", f"invalid YAML: {reason}"))]
+    objects: list[LoadedObject] = []
+    problems: list[ManifestProblem] = []
+    for index, document in enumerate(documents):
+        for prefix, item, error in _expand_lists(document):
+            if error is not None:
+                problems.append(ManifestProblem(source, index, FieldError(prefix, error)))
+                continue
+            try:
+                obj = decode_document(item)
+                if default:
+                    obj = apply_defaults(obj)
+                if check:
+                    errors = validate(obj)
+                    if errors:
+                        raise ObjectInvalid(errors)
+            except ObjectInvalid as exc:
+                problems.extend(ManifestProblem(source, index, e.under(prefix)) for e in exc.errors)
+                continue
+            objects.append(LoadedObject(source, index, obj))
+    return objects, problems
+
+
+def load_manifests(
+    paths: Sequence[str],
+    *,
+    stdin: TextIO | None = None,
+    default: bool = True,
+    check: bool = True,
+) -> list[LoadedObject]:
+    """Load every object from files, directories (recursive, sorted) and "-" (stdin).
+
+    All-or-nothing: raise ManifestError listing every problem in every source (unreadable
+    files, bad YAML, unknown kinds or fields, wrong types, validation failures, and the
+    same object given twice). Objects are returned in source order.
+    """
+    objects: list[LoadedObject] = []
+    problems: list[ManifestProblem] = []
+    for path in paths:
+        for source, text in _read_sources(path, stdin, problems):
+            loaded, found = _load_source(text, source, default=default, check=check)
+            objects.extend(loaded)
+            problems.extend(found)
+    problems.extend(_duplicates(objects))
+    if not paths:
+        problems.append(ManifestProblem("", None, FieldError("", "no manifest given")))
+    if problems:
+        raise ManifestError(problems)
+    return objects
+
+
+def _read_sources(
+    path: str, stdin: TextIO | None, problems: list[ManifestProblem]
+) -> Iterable[tuple[str, str]]:
+    if path == "-":
+        yield "-", (stdin or sys.stdin).read()
+        return
+    try:
+        files = manifest_files(path)
+    except FileNotFoundError as exc:
+        problems.append(ManifestProblem(path, None, FieldError("", str(exc))))
+        return
+    if not files:
+        problems.append(
+            ManifestProblem(path, None, FieldError("", "no .yaml, .yml or .json files found"))
+        )
+    for file in files:
+        try:
+            yield str(file), file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(ManifestProblem(str(file), None, FieldError("", f"cannot read: {exc}")))
+
+
+def _duplicates(objects: Sequence[LoadedObject]) -> list[ManifestProblem]:
+    seen: dict[tuple[str, str, str], LoadedObject] = {}
+    problems = []
+    for item in objects:
+        key = (item.obj.kind, item.obj.metadata.namespace, item.obj.metadata.name)
+        first = seen.setdefault(key, item)
+        if first is not item and item.obj.metadata.name:
+            problems.append(
+                ManifestProblem(
+                    item.source, item.index,
+                    FieldError(
+                        "metadata.name",
+                        f"{item.obj.kind} {item.obj.metadata.name!r} is also defined in "
+                        f"{first.source}[{first.index}]",
+                    ),
+                )
+            )
+    return problems
+
+
+# ---- output --------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML; lists indented under their key like kubectl prints them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and _literal_safe(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+def _literal_safe(value: str) -> bool:
+    # Literal blocks cannot carry trailing spaces on lines, tabs or non-printables exactly.
+    return all(
+        ch == "\n" or (ch.isprintable() and ch != "\t") for ch in value
+    ) and not any(line.endswith(" ") for line in value.split("\n")) and not value.startswith(" ")
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def to_data(obj: Message) -> dict[str, Any]:
+    """Plain data for one object (see codec.encode)."""
+    return encode(obj)
+
+
+def dump_yaml(objects: Sequence[Message]) -> str:
+    """YAML text for `objects`: one document each, separated by `---`. Loads back unchanged."""
+    return "---\n".join(
+        yaml.dump(
+            to_data(obj), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+            allow_unicode=True, width=100,
+        )
+        for obj in objects
+    )
+
+
+def dump_json(objects: Sequence[Message]) -> str:
+    """JSON text: the object itself when there is one, else a `v1 List` of them."""
+    if len(objects) == 1:
+        data: dict[str, Any] = to_data(objects[0])
+    else:
+        data = {"apiVersion": "v1", "kind": "List", "items": [to_data(o) for o in objects]}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
