@@ -11,24 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import grpc
 
+from raftkube.objects.errors import FieldError
+
 ERROR_KEY = "raftkube-error"
 DETAILS_KEY = "raftkube-error-details"
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One invalid field: `path` like `spec.template.spec.containers[0].image`."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
 
 
 class ApiError(Exception):
@@ -71,7 +61,7 @@ class Invalid(ApiError):
 
     def __init__(self, message: str, field_errors: Sequence[FieldError] = (), **details: Any):
         errors = list(field_errors)
-        details["field_errors"] = [[e.path, e.message] for e in errors]
+        details["field_errors"] = [[e.path, e.reason] for e in errors]
         super().__init__(message, **details)
         self.field_errors = errors
 

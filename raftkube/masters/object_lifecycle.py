@@ -35,7 +35,7 @@ def spec_bytes(obj: Message) -> bytes:
     probe = type(obj)()
     for name in spec_fields(obj):
         field = obj.DESCRIPTOR.fields_by_name[name]
-        if field.label == field.LABEL_REPEATED:
+        if field.is_repeated:
             getattr(probe, name).MergeFrom(getattr(obj, name))
         elif field.message_type is not None:
             if obj.HasField(name):
@@ -111,7 +111,7 @@ def mark_for_deletion(obj: Message, *, now: str, grace_seconds: int) -> Message:
 
 def _copy_field(source: Message, target: Message, name: str) -> None:
     field = source.DESCRIPTOR.fields_by_name[name]
-    if field.label == field.LABEL_REPEATED:
+    if field.is_repeated:
         target.ClearField(name)
         getattr(target, name).MergeFrom(getattr(source, name))
     elif field.message_type is not None:
