@@ -382,3 +382,60 @@ def load_cluster_file(path: Path) -> dict:
     if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
         raise InitError(f"{path}: not a raftkube cluster file (kind: Cluster)")
     return doc
+
+
+@dataclass(frozen=True)
+class WorkerCredentials:
+    """What `add_worker` made: the worker's client config and the table record of its
+    node token (a running cluster must also put the record into its stored table)."""
+
+    config_file: Path
+    token_record: tokens.TokenRecord
+
+
+def add_worker(directory: Path, name: str, *, now: float | None = None,
+               cert_days: int = pki.DEFAULT_CERT_DAYS) -> WorkerCredentials:
+    """Issue credentials for a new worker `name` in an existing cluster directory:
+    client certificate and key, node token, client config; adds the token to tokens.json
+    and the worker to cluster.yaml. Needs the CA key. InitError when the worker exists or
+    the directory is not a cluster. On failure nothing is left changed."""
+    lay = ClusterLayout(Path(directory).expanduser().absolute())
+    doc = load_cluster_file(lay.cluster_file)
+    if not _NAME_RE.match(name):
+        raise InitError(f"worker {name!r}: names are lower-case letters, digits, '-' and '.'")
+    worker_dir = lay.root / "workers" / name
+    if worker_dir.exists() or any(w.get("name") == name for w in doc.get("workers", [])):
+        raise InitError(f"worker {name!r} already exists in {lay.root}")
+    masters = [MasterSpec(m["name"], m["ip"], m["apiPort"], m["raftPort"], m["nodePort"])
+               for m in doc["masters"]]
+    ca = pki.load_key_pair(lay.ca_cert, lay.ca_key)
+    table = tokens.loads(lay.token_table.read_text(), str(lay.token_table))
+    stamp = time.time() if now is None else now
+    token = tokens.new_token_string(table)
+    record = tokens.make_record(token, user=f"system:node:{name}", groups=["system:nodes"],
+                                now=stamp, description=f"node {name}")
+    table = tokens.add_record(table, record)
+
+    build = Path(tempfile.mkdtemp(prefix=f".{name}.add-", dir=lay.root / "workers"))
+    try:
+        os.chmod(build, 0o700)
+        pki.write_key_pair(pki.issue_node_cert(ca, name, cert_days), build / "client.crt",
+                           build / "client.key")
+        pki.write_private(build / "token", (token + "\n").encode())
+        write_client_config(build / "config.yaml", ClientConfig(
+            masters=tuple(m.address(m.node_port) for m in masters), ca_file=lay.ca_cert,
+            token_file=lay.worker_token(name), client_cert_file=lay.worker_cert(name),
+            client_key_file=lay.worker_key(name), user=f"system:node:{name}"))
+        os.replace(build, worker_dir)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    try:
+        pki.write_private(lay.token_table, tokens.dumps(table).encode())
+        doc["workers"] = [*doc.get("workers", []),
+                          {"name": name, "configFile": str(lay.worker_config(name))}]
+        pki.write_public(lay.cluster_file, yaml.safe_dump(doc, sort_keys=False).encode())
+    except BaseException:
+        shutil.rmtree(worker_dir, ignore_errors=True)
+        raise
+    return WorkerCredentials(lay.worker_config(name), record)

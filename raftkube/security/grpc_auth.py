@@ -166,39 +166,46 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method in self._config.public_methods:
+        if handler is None:
             return handler
+        public = handler_call_details.method in self._config.public_methods
         metadata = handler_call_details.invocation_metadata
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._wrap_unary(handler.unary_unary, metadata))
+            return handler._replace(
+                unary_unary=self._wrap_unary(handler.unary_unary, metadata, public))
         if handler.stream_unary is not None:
             return handler._replace(
-                stream_unary=self._wrap_unary(handler.stream_unary, metadata))
+                stream_unary=self._wrap_unary(handler.stream_unary, metadata, public))
         if handler.unary_stream is not None:
             return handler._replace(
-                unary_stream=self._wrap_stream(handler.unary_stream, metadata))
+                unary_stream=self._wrap_stream(handler.unary_stream, metadata, public))
         return handler._replace(
-            stream_stream=self._wrap_stream(handler.stream_stream, metadata))
+            stream_stream=self._wrap_stream(handler.stream_stream, metadata, public))
 
-    def _principal(self, metadata, context: grpc.ServicerContext) -> Principal:
+    def _principal(self, metadata, context: grpc.ServicerContext,
+                   public: bool) -> Principal | None:
+        """The caller, or None for a public method (which then runs anonymously, so no
+        principal of an earlier call on this thread can leak into it)."""
+        if public:
+            return None
         try:
             return authenticate_call(self._config, metadata, context.auth_context())
         except AuthenticationError as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise  # abort raises; this line only satisfies type checkers
 
-    def _wrap_unary(self, behavior, metadata):
+    def _wrap_unary(self, behavior, metadata, public: bool):
         def wrapped(request, context):
-            token = _current_principal.set(self._principal(metadata, context))
+            token = _current_principal.set(self._principal(metadata, context, public))
             try:
                 return behavior(request, context)
             finally:
                 _current_principal.reset(token)
         return wrapped
 
-    def _wrap_stream(self, behavior, metadata):
+    def _wrap_stream(self, behavior, metadata, public: bool):
         def wrapped(request, context):
-            _current_principal.set(self._principal(metadata, context))
+            _current_principal.set(self._principal(metadata, context, public))
             try:
                 yield from behavior(request, context)
             finally:

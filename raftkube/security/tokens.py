@@ -43,7 +43,7 @@ _USAGES = (USAGE_AUTH, USAGE_JOIN)
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _ID_LEN = 6
 _SECRET_LEN = 32
-_TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{32})$")
+_TOKEN_RE = re.compile(r"([a-z0-9]{6})\.([a-z0-9]{32})")
 DEFAULT_JOIN_TTL = 24 * 3600.0
 
 
@@ -123,7 +123,7 @@ def new_token_string(table: Mapping[str, Mapping] | None = None) -> str:
 
 def split_token(token: str) -> tuple[str, str]:
     """(id, secret) of a well-formed token; TokenError when malformed."""
-    m = _TOKEN_RE.match(token)
+    m = _TOKEN_RE.fullmatch(token)
     if m is None:
         raise TokenError("malformed token: expected ID.SECRET with a 6-character ID and a "
                          "32-character secret of [a-z0-9]")

@@ -18,6 +18,7 @@ from raftkube.security.cluster_init import (
     InitConfig,
     InitError,
     MasterSpec,
+    add_worker,
     init_cluster,
 )
 
@@ -159,3 +160,23 @@ def test_cli_init_prints_where_everything_is_and_refuses_a_second_run(tmp_path) 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert again.returncode == 1
     assert "refusing to overwrite" in again.stderr
+
+
+def test_add_worker_issues_credentials_in_an_existing_cluster(tmp_path) -> None:
+    lay = init_cluster(_config(tmp_path / "c"), now=T0).layout
+    made = add_worker(lay.root, "w3", now=T0)
+    assert made.config_file == lay.worker_config("w3")
+    cfg = load_client_config(made.config_file)
+    assert cfg.masters == ("127.0.0.1:7102", "10.0.0.2:6445")
+    assert pki.identity_of(pki.load_cert(lay.worker_cert("w3")))[0] == "system:node:w3"
+    pki.load_cert(lay.worker_cert("w3")).verify_directly_issued_by(pki.load_cert(lay.ca_cert))
+    table = tokens.loads(lay.token_table.read_text())
+    assert tokens.authenticate(table, cfg.token() or "", now=T0).node_name == "w3"
+    assert made.token_record.token_id in table
+    doc = yaml.safe_load(lay.cluster_file.read_text())
+    assert [w["name"] for w in doc["workers"]] == ["w1", "w2", "w3"]
+    assert stat.S_IMODE(os.stat(lay.worker_key("w3")).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(lay.root / "workers" / "w3").st_mode) == 0o700
+    with pytest.raises(InitError, match="worker 'w1' already exists"):
+        add_worker(lay.root, "w1")
+    assert sorted(p.name for p in (lay.root / "workers").iterdir()) == ["w1", "w2", "w3"]

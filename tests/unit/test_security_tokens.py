@@ -115,3 +115,9 @@ def test_duplicate_ids_are_refused() -> None:
     record = tokens.make_record(token, user="b", now=T0)
     with pytest.raises(tokens.TokenError, match="already exists"):
         tokens.add_record(table, record)
+
+
+def test_a_token_with_trailing_whitespace_inside_is_malformed() -> None:
+    table, token = tokens.issue_token({}, user="bob", now=T0)
+    with pytest.raises(tokens.TokenError, match="malformed"):
+        tokens.authenticate(table, token + "\n", now=T0)
