@@ -325,6 +325,13 @@ def _authorize_node(
             return deny(f"nodes may write the status only of pods bound to them; this pod "
                         f"is bound to {bound}")
         return allow(f'status of a pod bound to node "{node}"')
+    if base == "pods" and subresource is None and verb == "delete":
+        # The agent finishes the graceful deletion of pods it has stopped (kubelet does).
+        if object_node != node:
+            bound = f'node "{object_node}"' if object_node else "no node"
+            return deny(f"nodes may delete only pods bound to them; this pod is bound to "
+                        f"{bound}")
+        return allow(f'delete of a pod bound to node "{node}"')
     if base in _NODE_REFERENCED and subresource is None and verb in READ_VERBS:
         if not name:
             return deny(f"nodes may read {base} only one by one, by name")
