@@ -117,9 +117,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                     raft_address=info["raftAddress"], role="unreachable", lag=-1,
                     health=_short_error(e))
             statuses.append(status)
+        leader_commit = next((s.commit_index for s in statuses if s.role == "leader"), None)
         for status in statuses:
             if status.raft_address in leader_view:
                 status.lag = leader_view[status.raft_address]
+            elif leader_commit is not None and status.role != "unreachable":
+                status.lag = max(0, leader_commit - status.applied_index)
         for raft_address in sorted(set(by_raft) - {s.raft_address for s in statuses}):
             statuses.append(admin_pb2.MasterStatus(
                 name=raft_address, raft_address=raft_address, role="unreachable", lag=-1,
