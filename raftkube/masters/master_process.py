@@ -46,6 +46,8 @@ from raftkube.masters import system_keys
 from raftkube.masters.admin_service import AdminConfig, AdminServicer
 from raftkube.masters.bootstrap_loop import BootstrapLoop
 from raftkube.masters.config import MasterConfig
+from raftkube.masters.controllers.manager import ControllerManager
+from raftkube.masters.controllers.registry import controller_factories
 from raftkube.masters.gatekeeper import Gatekeeper
 from raftkube.masters.leader_runner import LeaderRunner, LoopFactory
 from raftkube.masters.metrics import MasterMetrics, MetricsInterceptor
@@ -184,7 +186,9 @@ class Master:
         self._health_stop = threading.Event()
         self._health_thread: threading.Thread | None = None
         factories: list[LoopFactory] = [
-            lambda term: BootstrapLoop(self.api, self.store, self._seed_tokens)]
+            lambda term: BootstrapLoop(self.api, self.store, self._seed_tokens),
+            lambda term: ControllerManager(self.api, self.objects, controller_factories(),
+                                           term)]
         factories += [make(self) for make in extra_loops]
         self.leader_runner = LeaderRunner(factories)
         self.server: grpc.Server | None = None

@@ -46,6 +46,8 @@ from raftkube.objects.validation import validate
 
 FOREGROUND_FINALIZER = "foregroundDeletion"
 ORPHAN_FINALIZER = "orphan"
+NAMESPACE_FINALIZER = "kubernetes"
+PROTECTED_NAMESPACES = ("default", "kube-system", "raftkube-node-lease")
 PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
 NAMESPACES_ALWAYS_PRESENT = ("default",)
 
@@ -404,6 +406,13 @@ class ObjectApi:
             finalizers.append(FOREGROUND_FINALIZER)
         if policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
             finalizers.append(ORPHAN_FINALIZER)
+        if info.kind == "Namespace":
+            if name in PROTECTED_NAMESPACES:
+                raise apierrors.Forbidden(f'namespace "{name}" is a system namespace and '
+                                          "cannot be deleted")
+            if NAMESPACE_FINALIZER not in finalizers:
+                # Stays Terminating until the garbage collector has emptied it.
+                finalizers.append(NAMESPACE_FINALIZER)
         marked = lifecycle.mark_for_deletion(current, now=self._clock(), grace_seconds=grace)
         marked.metadata.finalizers[:] = finalizers  # type: ignore[attr-defined]
         if grace_period_seconds is not None and meta.deletion_timestamp:
