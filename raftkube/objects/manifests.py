@@ -23,7 +23,7 @@ import yaml
 from google.protobuf.message import Message
 
 from raftkube.objects import registry
-from raftkube.objects.codec import decode, encode
+from raftkube.objects.codec import decode_partial, encode
 from raftkube.objects.defaulting import apply_defaults
 from raftkube.objects.errors import (
     FieldError,
@@ -34,6 +34,7 @@ from raftkube.objects.errors import (
 from raftkube.objects.validation import validate
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN_SOURCE = "<stdin>"
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,17 @@ def decode_document(document: Any) -> Message:
     The document must be an object with a supported apiVersion and kind. Does not default
     or validate.
     """
+    obj, errors = _decode_document_partial(document)
+    if errors:
+        raise ObjectInvalid(errors)
+    assert obj is not None
+    return obj
+
+
+def _decode_document_partial(document: Any) -> tuple[Message | None, list[FieldError]]:
+    """(object from the valid fields or None when the kind is unusable, problems)."""
     if not isinstance(document, dict):
-        raise ObjectInvalid([FieldError("", "a manifest document must be an object")])
+        return None, [FieldError("", "a manifest document must be an object")]
     kind, api_version = document.get("kind"), document.get("apiVersion")
     missing = [
         FieldError(name, "required field is missing")
@@ -118,15 +128,46 @@ def decode_document(document: Any) -> Message:
         if not value
     ]
     if missing:
-        raise ObjectInvalid(missing)
+        return None, missing
     if not isinstance(kind, str) or not isinstance(api_version, str):
-        raise ObjectInvalid([FieldError("kind", "apiVersion and kind must be strings")])
+        return None, [FieldError("kind", "apiVersion and kind must be strings")]
     try:
         info = registry.by_api_version_kind(api_version, kind)
     except registry.UnknownKind as exc:
         path = "kind" if kind not in {k.kind for k in registry.all_kinds()} else "apiVersion"
-        raise ObjectInvalid([FieldError(path, str(exc))]) from None
-    return decode(info.message_class, document)
+        return None, [FieldError(path, str(exc))]
+    return decode_partial(info.message_class, document)
+
+
+def _is_under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((f"{prefix}.", f"{prefix}["))
+
+
+def check_document(
+    document: Any, *, namespace: str | None = None, default: bool = True, check: bool = True
+) -> tuple[Message | None, list[FieldError]]:
+    """Decode, (namespace,) default and validate one document: (object, problems).
+
+    The object is None when problems is non-empty. A field that failed to decode is
+    reported once: validation errors about it (e.g. "required value") are left out, but
+    every other field is still validated, so one run shows every problem.
+    """
+    obj, errors = _decode_document_partial(document)
+    if obj is None:
+        return None, errors
+    try:
+        if namespace is not None:
+            _set_namespace(obj, namespace)
+        if default:
+            obj = apply_defaults(obj)
+    except ObjectInvalid as exc:
+        errors = errors + exc.errors
+    if check:
+        broken = [e.path for e in errors]
+        errors = errors + [
+            e for e in validate(obj) if not any(_is_under(e.path, b) for b in broken)
+        ]
+    return (None, errors) if errors else (obj, [])
 
 
 def _expand_lists(document: Any) -> list[tuple[str, Any, str | None]]:
@@ -151,21 +192,26 @@ def load_text(
     text: str,
     source: str,
     *,
+    namespace: str | None = None,
     default: bool = True,
     check: bool = True,
 ) -> list[LoadedObject]:
     """Load every object in one YAML/JSON text; all-or-nothing (raise ManifestError).
 
-    `default` applies Kubernetes defaulting; `check` validates (after defaulting).
+    `namespace` (like kubectl's -n) goes into namespaced objects that have none, and an
+    object naming another namespace is an error; None leaves namespaces to defaulting
+    ("default"). `default` applies Kubernetes defaulting; `check` validates after it.
     """
-    objects, problems = _load_source(text, source, default=default, check=check)
+    objects, problems = _load_source(
+        text, source, namespace=namespace, default=default, check=check
+    )
     if problems:
         raise ManifestError(problems)
     return objects
 
 
 def _load_source(
-    text: str, source: str, *, default: bool, check: bool
+    text: str, source: str, *, namespace: str | None, default: bool, check: bool
 ) -> tuple[list[LoadedObject], list[ManifestProblem]]:
     try:
         documents = parse_documents(text)
@@ -179,29 +225,41 @@ def _load_source(
             if error is not None:
                 problems.append(ManifestProblem(source, index, FieldError(prefix, error)))
                 continue
-            try:
-                obj = decode_document(item)
-                if default:
-                    obj = apply_defaults(obj)
-                if check:
-                    errors = validate(obj)
-                    if errors:
-                        raise ObjectInvalid(errors)
-            except ObjectInvalid as exc:
-                problems.extend(ManifestProblem(source, index, e.under(prefix)) for e in exc.errors)
+            obj, errors = check_document(
+                item, namespace=namespace, default=default, check=check
+            )
+            if obj is None:
+                problems.extend(ManifestProblem(source, index, e.under(prefix)) for e in errors)
                 continue
             objects.append(LoadedObject(source, index, obj))
     return objects, problems
+
+
+def _set_namespace(obj: Message, namespace: str) -> None:
+    if not registry.for_message(obj).namespaced:
+        return
+    if not obj.metadata.namespace:
+        obj.metadata.namespace = namespace
+    elif obj.metadata.namespace != namespace:
+        raise ObjectInvalid([FieldError(
+            "metadata.namespace",
+            f"the namespace from the provided object {obj.metadata.namespace!r} does not "
+            f"match the namespace {namespace!r}; you must pass '--namespace="
+            f"{obj.metadata.namespace}' to perform this operation",
+        )])
 
 
 def load_manifests(
     paths: Sequence[str],
     *,
     stdin: TextIO | None = None,
+    namespace: str | None = None,
     default: bool = True,
     check: bool = True,
 ) -> list[LoadedObject]:
     """Load every object from files, directories (recursive, sorted) and "-" (stdin).
+
+    `namespace`, `default`, `check`: as for load_text.
 
     All-or-nothing: raise ManifestError listing every problem in every source (unreadable
     files, bad YAML, unknown kinds or fields, wrong types, validation failures, and the
@@ -211,7 +269,9 @@ def load_manifests(
     problems: list[ManifestProblem] = []
     for path in paths:
         for source, text in _read_sources(path, stdin, problems):
-            loaded, found = _load_source(text, source, default=default, check=check)
+            loaded, found = _load_source(
+                text, source, namespace=namespace, default=default, check=check
+            )
             objects.extend(loaded)
             problems.extend(found)
     problems.extend(_duplicates(objects))
@@ -226,7 +286,7 @@ def _read_sources(
     path: str, stdin: TextIO | None, problems: list[ManifestProblem]
 ) -> Iterable[tuple[str, str]]:
     if path == "-":
-        yield "-", (stdin or sys.stdin).read()
+        yield STDIN_SOURCE, (stdin or sys.stdin).read()
         return
     try:
         files = manifest_files(path)
