@@ -79,11 +79,27 @@ _StrictLoader.yaml_implicit_resolvers = {
 }
 
 
-def parse_documents(text: str) -> list[Any]:
-    """Every YAML document in `text` (JSON is YAML), skipping empty ones (`---` alone).
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
-    Raise yaml.YAMLError on bad syntax or a duplicate key.
+
+def parse_documents(text: str) -> list[Any]:
+    """Every document in `text`: one JSON value, or YAML documents (empty ones skipped).
+
+    Text starting with "{" or "[" that is valid JSON is read as JSON (exactly, with JSON's
+    escapes); anything else as YAML. Raise ValueError (yaml.YAMLError is one) on bad
+    syntax or a duplicate key.
     """
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return [json.loads(text, object_pairs_hook=_no_duplicate_keys)]
+        except json.JSONDecodeError:
+            pass  # maybe YAML flow style; let the YAML parser judge
     return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
 
 
@@ -205,6 +221,7 @@ def load_text(
     objects, problems = _load_source(
         text, source, namespace=namespace, default=default, check=check
     )
+    problems.extend(_duplicates(objects))
     if problems:
         raise ManifestError(problems)
     return objects
@@ -215,7 +232,7 @@ def _load_source(
 ) -> tuple[list[LoadedObject], list[ManifestProblem]]:
     try:
         documents = parse_documents(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         reason = " ".join(str(exc).split())
         return [], [ManifestProblem(source, None, FieldError("", f"invalid YAML: {reason}"))]
     objects: list[LoadedObject] = []
@@ -333,17 +350,30 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
 
+    def represent_mapping(self, tag: str, mapping: Any, flow_style: Any = None) -> yaml.Node:
+        node = super().represent_mapping(tag, mapping, flow_style)
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.style == "|":
+                key_node.style = '"'  # a block scalar cannot be a key
+        return node
+
+
+def _plain_char(ch: str) -> bool:
+    """Characters YAML carries verbatim (everything else must be escaped)."""
+    if ch in "\x85\u2028\u2029\ufeff":
+        return False
+    return "\x20" <= ch <= "\x7e" or "\xa0" <= ch <= "\ud7ff" or "\ue000" <= ch <= "\ufffd"
+
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value and _literal_safe(value) else None
+    # Multi-line text reads best as a literal block; anything with characters YAML would
+    # normalise (\r, \x85, control characters) is double-quoted, where it is escaped.
+    style = None
+    if any(ch != "\n" and not _plain_char(ch) for ch in value):
+        style = '"'
+    elif "\n" in value:
+        style = "|"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-def _literal_safe(value: str) -> bool:
-    # Literal blocks cannot carry trailing spaces on lines, tabs or non-printables exactly.
-    return all(
-        ch == "\n" or (ch.isprintable() and ch != "\t") for ch in value
-    ) and not any(line.endswith(" ") for line in value.split("\n")) and not value.startswith(" ")
 
 
 _Dumper.add_representer(str, _represent_str)
