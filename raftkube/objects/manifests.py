@@ -44,6 +44,13 @@ class LoadedObject:
     source: str
     index: int
     obj: Message
+    item_path: str = ""  # "items[2]" for an object inside a v1 List document
+
+    @property
+    def location(self) -> str:
+        """`file.yaml[1]`, or `file.json[0] items[2]` inside a List."""
+        where = f"{self.source}[{self.index}]"
+        return f"{where} {self.item_path}" if self.item_path else where
 
     @property
     def kind(self) -> registry.KindInfo:
@@ -221,7 +228,8 @@ def load_text(
     objects, problems = _load_source(
         text, source, namespace=namespace, default=default, check=check
     )
-    problems.extend(_duplicates(objects))
+    if check:
+        problems.extend(_duplicates(objects))
     if problems:
         raise ManifestError(problems)
     return objects
@@ -248,7 +256,7 @@ def _load_source(
             if obj is None:
                 problems.extend(ManifestProblem(source, index, e.under(prefix)) for e in errors)
                 continue
-            objects.append(LoadedObject(source, index, obj))
+            objects.append(LoadedObject(source, index, obj, prefix))
     return objects, problems
 
 
@@ -280,7 +288,8 @@ def load_manifests(
 
     All-or-nothing: raise ManifestError listing every problem in every source (unreadable
     files, bad YAML, unknown kinds or fields, wrong types, validation failures, and the
-    same object given twice). Objects are returned in source order.
+    same object given twice, unless `check` is False). Objects are returned in source
+    order.
     """
     objects: list[LoadedObject] = []
     problems: list[ManifestProblem] = []
@@ -291,7 +300,8 @@ def load_manifests(
             )
             objects.extend(loaded)
             problems.extend(found)
-    problems.extend(_duplicates(objects))
+    if check:
+        problems.extend(_duplicates(objects))
     if not paths:
         problems.append(ManifestProblem("", None, FieldError("", "no manifest given")))
     if problems:
@@ -334,8 +344,8 @@ def _duplicates(objects: Sequence[LoadedObject]) -> list[ManifestProblem]:
                     FieldError(
                         "metadata.name",
                         f"{item.obj.kind} {item.obj.metadata.name!r} is also defined in "
-                        f"{first.source}[{first.index}]",
-                    ),
+                        f"{first.location}",
+                    ).under(item.item_path),
                 )
             )
     return problems

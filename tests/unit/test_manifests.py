@@ -288,3 +288,14 @@ def test_a_realistic_kubernetes_manifest_loads_unchanged() -> None:
     assert container.image_pull_policy == "IfNotPresent"
     affinity = deployment.spec.template.spec.affinity.node_affinity
     assert affinity.preferred_during_scheduling_ignored_during_execution[0].weight == 10
+
+
+def test_duplicates_inside_a_list_name_the_items() -> None:
+    item = '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}'
+    text = f'{{"apiVersion": "v1", "kind": "List", "items": [{item}, {item}]}}'
+    with pytest.raises(ManifestError) as info:
+        load_text(text, "l.json")
+    assert _errors(info.value) == [
+        "l.json[0]: items[1].metadata.name: Namespace 'a' is also defined in l.json[0] items[0]"
+    ]
+    assert len(load_text(text, "l.json", check=False)) == 2
