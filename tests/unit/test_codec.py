@@ -19,8 +19,10 @@ from raftkube.objects.codec import (
     int_or_string,
     int_or_string_value,
 )
+from raftkube.objects.defaulting import apply_defaults
 from raftkube.objects.errors import ObjectInvalid
 from raftkube.objects.manifests import dump_json, dump_yaml, load_text
+from raftkube.objects.validation import validate
 
 
 def test_kubernetes_field_names_are_used_including_acronyms() -> None:
@@ -195,3 +197,12 @@ def test_random_objects_round_trip_through_yaml_unchanged(obj) -> None:
 def test_random_objects_round_trip_through_json_unchanged(objs) -> None:
     loaded = load_text(dump_json(objs), "random.json", default=False, check=False)
     assert [item.obj for item in loaded] == objs
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_objects())
+def test_defaulting_and_validation_never_crash_and_defaulting_is_idempotent(obj) -> None:
+    defaulted = apply_defaults(obj)
+    assert apply_defaults(defaulted) == defaulted
+    errors = validate(defaulted)
+    assert all(isinstance(e.path, str) and e.reason for e in errors)
