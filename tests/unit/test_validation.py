@@ -282,6 +282,14 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, list[str]]] = [
     ("pv bad capacity", persistent_volume, _set("spec.capacity.storage", "lots"),
      ["spec.capacity[storage]: 'lots' is not a valid quantity (expected a number with an "
       "optional suffix such as 500m, 2, 1.5Gi, 128Mi, 1e3)"]),
+    ("owner reference without uid", secret,
+     _set("metadata.ownerReferences", [{"apiVersion": "v1", "kind": "Pod", "name": "p"}]),
+     ["metadata.ownerReferences[0].uid: required value"]),
+    ("two controllers", secret,
+     _set("metadata.ownerReferences", [
+         {"apiVersion": "v1", "kind": "Pod", "name": n, "uid": n, "controller": True}
+         for n in ("a", "b")]),
+     ["metadata.ownerReferences: only one reference can have controller set to true"]),
     ("secret bad base64", secret, _set("data.a", "%%%"), ["data[a]: is not valid base64 data"]),
     ("secret bad key", secret, _set("stringData", {"a/b": "x"}),
      ["stringData[a/b]: 'a/b' is not a valid key: alphanumerics, '-', '_' or '.'"]),
