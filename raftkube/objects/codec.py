@@ -60,6 +60,17 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _describe(value: Any) -> str:
+    """Type and, for scalars, the value: `string '3'`, `integer 70000`, `object`."""
+    name = _type_name(value)
+    if isinstance(value, bool):
+        return f"{name} {'true' if value else 'false'}"
+    if isinstance(value, int | float | str):
+        text = repr(value)
+        return f"{name} {text[:40] + '...' if len(text) > 40 else text}"
+    return name
+
+
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
@@ -70,18 +81,28 @@ def decode(message_class: type[M], data: Any, path: str = "") -> M:
     Raise ObjectInvalid listing every problem (unknown field, wrong type, bad base64,
     out-of-range number) with its path, prefixed by `path`. Pure; never partially returns.
     """
-    message = message_class()
-    errors: list[FieldError] = []
-    _fill(message, data, path, errors)
+    message, errors = decode_partial(message_class, data, path)
     if errors:
         raise ObjectInvalid(errors)
     return message
 
 
+def decode_partial(
+    message_class: type[M], data: Any, path: str = ""
+) -> tuple[M, list[FieldError]]:
+    """Like decode, but return the message built from the fields that were valid together
+    with the list of problems (empty when everything decoded). Lets callers validate the
+    rest of a broken object so one run reports every problem. Pure."""
+    message = message_class()
+    errors: list[FieldError] = []
+    _fill(message, data, path, errors)
+    return message, errors
+
+
 def _fill(message: Message, data: Any, path: str, errors: list[FieldError]) -> None:
     descriptor: Descriptor = message.DESCRIPTOR
     if not isinstance(data, Mapping):
-        errors.append(FieldError(path, f"must be an object, got {_type_name(data)}"))
+        errors.append(FieldError(path, f"must be an object, got {_describe(data)}"))
         return
     by_json = {f.json_name: f for f in descriptor.fields}
     for key, value in data.items():
@@ -99,7 +120,7 @@ def _fill(message: Message, data: Any, path: str, errors: list[FieldError]) -> N
             _fill_map(message, field, value, field_path, errors)
         elif field.is_repeated:
             if not isinstance(value, list):
-                errors.append(FieldError(field_path, f"must be a list, got {_type_name(value)}"))
+                errors.append(FieldError(field_path, f"must be a list, got {_describe(value)}"))
                 continue
             container = getattr(message, field.name)
             for i, item in enumerate(value):
@@ -132,7 +153,7 @@ def _fill_message_field(sub: Message, value: Any, path: str, errors: list[FieldE
 
 def _fill_int_or_string(sub: Message, value: Any, path: str, errors: list[FieldError]) -> None:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        errors.append(FieldError(path, f"must be an integer or a string, got {_type_name(value)}"))
+        errors.append(FieldError(path, f"must be an integer or a string, got {_describe(value)}"))
     elif isinstance(value, int):
         low, high = _INT_RANGES[FieldDescriptor.TYPE_INT32]
         if low <= value <= high:
@@ -147,7 +168,7 @@ def _fill_map(
     message: Message, field: FieldDescriptor, value: Any, path: str, errors: list[FieldError]
 ) -> None:
     if not isinstance(value, Mapping):
-        errors.append(FieldError(path, f"must be an object (a map), got {_type_name(value)}"))
+        errors.append(FieldError(path, f"must be an object (a map), got {_describe(value)}"))
         return
     target = getattr(message, field.name)
     value_field = field.message_type.fields_by_name["value"]
@@ -175,14 +196,14 @@ def _scalar(
         if isinstance(value, str):
             return True, value
         hint = " (quote it)" if isinstance(value, int | float | bool) else ""
-        errors.append(FieldError(path, f"must be a string, got {_type_name(value)}{hint}"))
+        errors.append(FieldError(path, f"must be a string, got {_describe(value)}{hint}"))
     elif kind == FieldDescriptor.TYPE_BOOL:
         if isinstance(value, bool):
             return True, value
-        errors.append(FieldError(path, f"must be true or false, got {_type_name(value)}"))
+        errors.append(FieldError(path, f"must be true or false, got {_describe(value)}"))
     elif kind in _INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(FieldError(path, f"must be an integer, got {_type_name(value)}"))
+            errors.append(FieldError(path, f"must be an integer, got {_describe(value)}"))
         else:
             low, high = _INT_RANGES[kind]
             if low <= value <= high:
@@ -191,10 +212,10 @@ def _scalar(
     elif kind in _FLOATS:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return True, float(value)
-        errors.append(FieldError(path, f"must be a number, got {_type_name(value)}"))
+        errors.append(FieldError(path, f"must be a number, got {_describe(value)}"))
     elif kind == FieldDescriptor.TYPE_BYTES:
         if not isinstance(value, str):
-            errors.append(FieldError(path, f"must be a base64 string, got {_type_name(value)}"))
+            errors.append(FieldError(path, f"must be a base64 string, got {_describe(value)}"))
         else:
             try:
                 compact = "".join(value.split())

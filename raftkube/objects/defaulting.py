@@ -22,6 +22,7 @@ from raftkube.api.v1 import (
 )
 from raftkube.objects import registry
 from raftkube.objects.codec import int_or_string
+from raftkube.objects.names import config_key_problems
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TERMINATION_GRACE_SECONDS = 30
@@ -207,9 +208,10 @@ def _default_service(service: core_pb2.Service) -> None:
 def _default_secret(secret: core_pb2.Secret) -> None:
     if not secret.type:
         secret.type = "Opaque"
-    for key, value in secret.string_data.items():
-        secret.data[key] = value.encode("utf-8")
-    secret.ClearField("string_data")
+    # Keys that are not valid stay in stringData, so validation names the field the user
+    # wrote.
+    for key in [k for k in secret.string_data if not config_key_problems(k)]:
+        secret.data[key] = secret.string_data.pop(key).encode("utf-8")
 
 
 def _default_persistent_volume(volume: storage_pb2.PersistentVolume) -> None:

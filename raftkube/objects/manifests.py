@@ -23,7 +23,7 @@ import yaml
 from google.protobuf.message import Message
 
 from raftkube.objects import registry
-from raftkube.objects.codec import decode, encode
+from raftkube.objects.codec import decode_partial, encode
 from raftkube.objects.defaulting import apply_defaults
 from raftkube.objects.errors import (
     FieldError,
@@ -34,6 +34,7 @@ from raftkube.objects.errors import (
 from raftkube.objects.validation import validate
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN_SOURCE = "<stdin>"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,13 @@ class LoadedObject:
     source: str
     index: int
     obj: Message
+    item_path: str = ""  # "items[2]" for an object inside a v1 List document
+
+    @property
+    def location(self) -> str:
+        """`file.yaml[1]`, or `file.json[0] items[2]` inside a List."""
+        where = f"{self.source}[{self.index}]"
+        return f"{where} {self.item_path}" if self.item_path else where
 
     @property
     def kind(self) -> registry.KindInfo:
@@ -78,11 +86,27 @@ _StrictLoader.yaml_implicit_resolvers = {
 }
 
 
-def parse_documents(text: str) -> list[Any]:
-    """Every YAML document in `text` (JSON is YAML), skipping empty ones (`---` alone).
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
-    Raise yaml.YAMLError on bad syntax or a duplicate key.
+
+def parse_documents(text: str) -> list[Any]:
+    """Every document in `text`: one JSON value, or YAML documents (empty ones skipped).
+
+    Text starting with "{" or "[" that is valid JSON is read as JSON (exactly, with JSON's
+    escapes); anything else as YAML. Raise ValueError (yaml.YAMLError is one) on bad
+    syntax or a duplicate key.
     """
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return [json.loads(text, object_pairs_hook=_no_duplicate_keys)]
+        except json.JSONDecodeError:
+            pass  # maybe YAML flow style; let the YAML parser judge
     return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
 
 
@@ -109,8 +133,17 @@ def decode_document(document: Any) -> Message:
     The document must be an object with a supported apiVersion and kind. Does not default
     or validate.
     """
+    obj, errors = _decode_document_partial(document)
+    if errors:
+        raise ObjectInvalid(errors)
+    assert obj is not None
+    return obj
+
+
+def _decode_document_partial(document: Any) -> tuple[Message | None, list[FieldError]]:
+    """(object from the valid fields or None when the kind is unusable, problems)."""
     if not isinstance(document, dict):
-        raise ObjectInvalid([FieldError("", "a manifest document must be an object")])
+        return None, [FieldError("", "a manifest document must be an object")]
     kind, api_version = document.get("kind"), document.get("apiVersion")
     missing = [
         FieldError(name, "required field is missing")
@@ -118,15 +151,46 @@ def decode_document(document: Any) -> Message:
         if not value
     ]
     if missing:
-        raise ObjectInvalid(missing)
+        return None, missing
     if not isinstance(kind, str) or not isinstance(api_version, str):
-        raise ObjectInvalid([FieldError("kind", "apiVersion and kind must be strings")])
+        return None, [FieldError("kind", "apiVersion and kind must be strings")]
     try:
         info = registry.by_api_version_kind(api_version, kind)
     except registry.UnknownKind as exc:
         path = "kind" if kind not in {k.kind for k in registry.all_kinds()} else "apiVersion"
-        raise ObjectInvalid([FieldError(path, str(exc))]) from None
-    return decode(info.message_class, document)
+        return None, [FieldError(path, str(exc))]
+    return decode_partial(info.message_class, document)
+
+
+def _is_under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((f"{prefix}.", f"{prefix}["))
+
+
+def check_document(
+    document: Any, *, namespace: str | None = None, default: bool = True, check: bool = True
+) -> tuple[Message | None, list[FieldError]]:
+    """Decode, (namespace,) default and validate one document: (object, problems).
+
+    The object is None when problems is non-empty. A field that failed to decode is
+    reported once: validation errors about it (e.g. "required value") are left out, but
+    every other field is still validated, so one run shows every problem.
+    """
+    obj, errors = _decode_document_partial(document)
+    if obj is None:
+        return None, errors
+    try:
+        if namespace is not None:
+            _set_namespace(obj, namespace)
+        if default:
+            obj = apply_defaults(obj)
+    except ObjectInvalid as exc:
+        errors = errors + exc.errors
+    if check:
+        broken = [e.path for e in errors]
+        errors = errors + [
+            e for e in validate(obj) if not any(_is_under(e.path, b) for b in broken)
+        ]
+    return (None, errors) if errors else (obj, [])
 
 
 def _expand_lists(document: Any) -> list[tuple[str, Any, str | None]]:
@@ -151,25 +215,32 @@ def load_text(
     text: str,
     source: str,
     *,
+    namespace: str | None = None,
     default: bool = True,
     check: bool = True,
 ) -> list[LoadedObject]:
     """Load every object in one YAML/JSON text; all-or-nothing (raise ManifestError).
 
-    `default` applies Kubernetes defaulting; `check` validates (after defaulting).
+    `namespace` (like kubectl's -n) goes into namespaced objects that have none, and an
+    object naming another namespace is an error; None leaves namespaces to defaulting
+    ("default"). `default` applies Kubernetes defaulting; `check` validates after it.
     """
-    objects, problems = _load_source(text, source, default=default, check=check)
+    objects, problems = _load_source(
+        text, source, namespace=namespace, default=default, check=check
+    )
+    if check:
+        problems.extend(_duplicates(objects))
     if problems:
         raise ManifestError(problems)
     return objects
 
 
 def _load_source(
-    text: str, source: str, *, default: bool, check: bool
+    text: str, source: str, *, namespace: str | None, default: bool, check: bool
 ) -> tuple[list[LoadedObject], list[ManifestProblem]]:
     try:
         documents = parse_documents(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         reason = " ".join(str(exc).split())
         return [], [ManifestProblem(source, None, FieldError("", f"invalid YAML: {reason}"))]
     objects: list[LoadedObject] = []
@@ -179,42 +250,58 @@ def _load_source(
             if error is not None:
                 problems.append(ManifestProblem(source, index, FieldError(prefix, error)))
                 continue
-            try:
-                obj = decode_document(item)
-                if default:
-                    obj = apply_defaults(obj)
-                if check:
-                    errors = validate(obj)
-                    if errors:
-                        raise ObjectInvalid(errors)
-            except ObjectInvalid as exc:
-                problems.extend(ManifestProblem(source, index, e.under(prefix)) for e in exc.errors)
+            obj, errors = check_document(
+                item, namespace=namespace, default=default, check=check
+            )
+            if obj is None:
+                problems.extend(ManifestProblem(source, index, e.under(prefix)) for e in errors)
                 continue
-            objects.append(LoadedObject(source, index, obj))
+            objects.append(LoadedObject(source, index, obj, prefix))
     return objects, problems
+
+
+def _set_namespace(obj: Message, namespace: str) -> None:
+    if not registry.for_message(obj).namespaced:
+        return
+    if not obj.metadata.namespace:
+        obj.metadata.namespace = namespace
+    elif obj.metadata.namespace != namespace:
+        raise ObjectInvalid([FieldError(
+            "metadata.namespace",
+            f"the namespace from the provided object {obj.metadata.namespace!r} does not "
+            f"match the namespace {namespace!r}; you must pass '--namespace="
+            f"{obj.metadata.namespace}' to perform this operation",
+        )])
 
 
 def load_manifests(
     paths: Sequence[str],
     *,
     stdin: TextIO | None = None,
+    namespace: str | None = None,
     default: bool = True,
     check: bool = True,
 ) -> list[LoadedObject]:
     """Load every object from files, directories (recursive, sorted) and "-" (stdin).
 
+    `namespace`, `default`, `check`: as for load_text.
+
     All-or-nothing: raise ManifestError listing every problem in every source (unreadable
     files, bad YAML, unknown kinds or fields, wrong types, validation failures, and the
-    same object given twice). Objects are returned in source order.
+    same object given twice, unless `check` is False). Objects are returned in source
+    order.
     """
     objects: list[LoadedObject] = []
     problems: list[ManifestProblem] = []
     for path in paths:
         for source, text in _read_sources(path, stdin, problems):
-            loaded, found = _load_source(text, source, default=default, check=check)
+            loaded, found = _load_source(
+                text, source, namespace=namespace, default=default, check=check
+            )
             objects.extend(loaded)
             problems.extend(found)
-    problems.extend(_duplicates(objects))
+    if check:
+        problems.extend(_duplicates(objects))
     if not paths:
         problems.append(ManifestProblem("", None, FieldError("", "no manifest given")))
     if problems:
@@ -226,7 +313,7 @@ def _read_sources(
     path: str, stdin: TextIO | None, problems: list[ManifestProblem]
 ) -> Iterable[tuple[str, str]]:
     if path == "-":
-        yield "-", (stdin or sys.stdin).read()
+        yield STDIN_SOURCE, (stdin or sys.stdin).read()
         return
     try:
         files = manifest_files(path)
@@ -257,8 +344,8 @@ def _duplicates(objects: Sequence[LoadedObject]) -> list[ManifestProblem]:
                     FieldError(
                         "metadata.name",
                         f"{item.obj.kind} {item.obj.metadata.name!r} is also defined in "
-                        f"{first.source}[{first.index}]",
-                    ),
+                        f"{first.location}",
+                    ).under(item.item_path),
                 )
             )
     return problems
@@ -273,17 +360,30 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
 
+    def represent_mapping(self, tag: str, mapping: Any, flow_style: Any = None) -> yaml.Node:
+        node = super().represent_mapping(tag, mapping, flow_style)
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.style == "|":
+                key_node.style = '"'  # a block scalar cannot be a key
+        return node
+
+
+def _plain_char(ch: str) -> bool:
+    """Characters YAML carries verbatim (everything else must be escaped)."""
+    if ch in "\x85\u2028\u2029\ufeff":
+        return False
+    return "\x20" <= ch <= "\x7e" or "\xa0" <= ch <= "\ud7ff" or "\ue000" <= ch <= "\ufffd"
+
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value and _literal_safe(value) else None
+    # Multi-line text reads best as a literal block; anything with characters YAML would
+    # normalise (\r, \x85, control characters) is double-quoted, where it is escaped.
+    style = None
+    if any(ch != "\n" and not _plain_char(ch) for ch in value):
+        style = '"'
+    elif "\n" in value:
+        style = "|"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-def _literal_safe(value: str) -> bool:
-    # Literal blocks cannot carry trailing spaces on lines, tabs or non-printables exactly.
-    return all(
-        ch == "\n" or (ch.isprintable() and ch != "\t") for ch in value
-    ) and not any(line.endswith(" ") for line in value.split("\n")) and not value.startswith(" ")
 
 
 _Dumper.add_representer(str, _represent_str)

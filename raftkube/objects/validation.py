@@ -99,6 +99,22 @@ def metadata_errors(meta: meta_pb2.ObjectMeta, info: registry.KindInfo) -> list[
     elif info.namespaced:
         errors.append(FieldError("metadata.namespace", "required value"))
     errors += _labels_and_annotations(meta, "metadata")
+    controllers = 0
+    for i, ref in enumerate(meta.owner_references):
+        p = f"metadata.ownerReferences[{i}]"
+        for value, json_name in ((ref.api_version, "apiVersion"), (ref.kind, "kind"),
+                                 (ref.name, "name"), (ref.uid, "uid")):
+            required(errors, f"{p}.{json_name}", value)
+        controllers += ref.controller
+    if controllers > 1:
+        errors.append(FieldError("metadata.ownerReferences",
+                                 "only one reference can have controller set to true"))
+    for i, finalizer in enumerate(meta.finalizers):
+        errors += [FieldError(f"metadata.finalizers[{i}]", p)
+                   for p in qualified_name_problems(finalizer)]
+    if meta.HasField("deletion_grace_period_seconds") and meta.deletion_grace_period_seconds < 0:
+        errors.append(FieldError("metadata.deletionGracePeriodSeconds",
+                                 "must be greater than or equal to 0"))
     return errors
 
 
