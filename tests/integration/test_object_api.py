@@ -220,3 +220,21 @@ def test_watch_delivers_changes_in_order_and_resumes(api: ObjectApi) -> None:
         thread.join(5)
         assert events == [("ADDED", "w-b"), ("MODIFIED", "w-b"), ("DELETED", "w-b")]
         api.delete("cm", "default", "w-a")
+
+
+def test_idle_watch_sends_bookmarks_with_the_current_revision(api: ObjectApi) -> None:
+    from raftkube.masters.object_api import ApiConfig
+
+    fast = ObjectApi(api.objects, Gatekeeper(Authorizer()), ApiConfig(bookmark_interval=0.2))
+    with acting_as(ADMIN):
+        latest = fast.create(config_map("bookmark-probe"))
+        stop = threading.Event()
+        items = []
+        for item in fast.watch("cm", "default", "", "", latest.metadata.resource_version,
+                               stop, allow_bookmarks=True):
+            items.append(item)
+            if item.type == "BOOKMARK":
+                stop.set()
+        assert items[-1].type == "BOOKMARK"
+        assert items[-1].resource_version >= int(latest.metadata.resource_version)
+        fast.delete("cm", "default", "bookmark-probe")

@@ -5,13 +5,10 @@ from __future__ import annotations
 import base64
 
 import pytest
-from google.protobuf import message_factory
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftkube.api.v1 import apps_pb2, core_pb2, meta_pb2, pod_pb2
-from raftkube.objects import registry
 from raftkube.objects.codec import (
     decode,
     decode_partial,
@@ -23,6 +20,7 @@ from raftkube.objects.defaulting import apply_defaults
 from raftkube.objects.errors import ObjectInvalid
 from raftkube.objects.manifests import dump_json, dump_yaml, load_text
 from raftkube.objects.validation import validate
+from raftkube.testing.object_strategies import random_objects
 
 
 def test_kubernetes_field_names_are_used_including_acronyms() -> None:
@@ -117,72 +115,6 @@ def test_decode_partial_keeps_the_good_fields() -> None:
 
 
 # ---- property: random objects of every kind round-trip proto -> YAML/JSON -> proto -------
-
-_INT_BOUNDS = {
-    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
-}
-_TEXT = st.text(max_size=12)
-
-
-def _scalar_strategy(field: FieldDescriptor) -> st.SearchStrategy:
-    if field.type == FieldDescriptor.TYPE_STRING:
-        return _TEXT
-    if field.type == FieldDescriptor.TYPE_BOOL:
-        return st.booleans()
-    if field.type == FieldDescriptor.TYPE_BYTES:
-        return st.binary(max_size=16)
-    low, high = _INT_BOUNDS[field.type]
-    return st.integers(low, high)
-
-
-@st.composite
-def _fill_message(draw, descriptor: Descriptor, depth: int = 0):
-    message = message_factory.GetMessageClass(descriptor)()
-    if descriptor.full_name == meta_pb2.IntOrString.DESCRIPTOR.full_name:
-        value = draw(st.one_of(st.integers(-(2**31), 2**31 - 1), _TEXT))
-        message.CopyFrom(int_or_string(value))
-        return message
-    for field in descriptor.fields:
-        if draw(st.integers(0, 3)) != 0:  # include about a quarter of the fields
-            continue
-        is_map = field.message_type is not None and field.message_type.GetOptions().map_entry
-        if is_map:
-            value_field = field.message_type.fields_by_name["value"]
-            keys = draw(st.lists(_TEXT, max_size=2, unique=True))
-            target = getattr(message, field.name)
-            for key in keys:
-                if value_field.message_type is not None:
-                    target[key].CopyFrom(draw(_fill_message(value_field.message_type, depth + 1)))
-                else:
-                    target[key] = draw(_scalar_strategy(value_field))
-        elif field.is_repeated:
-            count = draw(st.integers(0, 2 if depth < 6 else 0))
-            container = getattr(message, field.name)
-            for _ in range(count):
-                if field.message_type is not None:
-                    container.add().CopyFrom(draw(_fill_message(field.message_type, depth + 1)))
-                else:
-                    container.append(draw(_scalar_strategy(field)))
-        elif field.message_type is not None:
-            if depth < 8:
-                getattr(message, field.name).CopyFrom(
-                    draw(_fill_message(field.message_type, depth + 1))
-                )
-                getattr(message, field.name).SetInParent()
-        else:
-            setattr(message, field.name, draw(_scalar_strategy(field)))
-    return message
-
-
-@st.composite
-def random_objects(draw):
-    info = draw(st.sampled_from(registry.all_kinds()))
-    obj = draw(_fill_message(info.message_class.DESCRIPTOR))
-    obj.api_version = info.api_version
-    obj.kind = info.kind
-    return obj
-
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_objects())
