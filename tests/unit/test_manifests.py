@@ -210,6 +210,9 @@ def test_namespace_override_fills_missing_and_rejects_mismatch() -> None:
 def test_parse_documents_rejects_duplicate_json_keys() -> None:
     with pytest.raises(ValueError, match="duplicate key 'a'"):
         parse_documents('{"a": 1, "a": 2}')
+    with pytest.raises(ManifestError) as info:
+        load_text('{"kind": "Pod", "kind": "Pod"}', "p.json")
+    assert _errors(info.value) == ["p.json: invalid JSON: duplicate key 'kind'"]
 
 
 def test_no_manifest_and_empty_directory_are_errors(tmp_path: Path) -> None:
