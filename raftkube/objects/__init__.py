@@ -6,7 +6,7 @@ Public entry points (import them from their modules):
     codec.decode / decode_partial / encode
     defaulting.apply_defaults;  validation.validate;  immutability.validate_update
     selectors.parse_label_selector / selector_from_proto / selector_from_map /
-              parse_field_selector / field_value
+              parse_field_selector / field_value / node_selector_matches
     quantity.parse_quantity
 See README.md in this directory.
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -112,7 +113,9 @@ def _fill(message: Message, data: Any, path: str, errors: list[FieldError]) -> N
         field = by_json.get(key)
         field_path = _join(path, key)
         if field is None:
-            errors.append(FieldError(field_path, "unknown field"))
+            close = difflib.get_close_matches(key, list(by_json), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(FieldError(field_path, f"unknown field{hint}"))
             continue
         if value is None:
             continue

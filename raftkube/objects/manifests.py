@@ -6,7 +6,7 @@
 
 Loading is all-or-nothing: `load_manifests` either returns every object or raises
 ManifestError listing every problem, each naming source, 0-based document index, field
-path and reason (`web.yaml[1]: spec.replicas: must be an integer, got string`).
+path and reason (`web.yaml[1]: spec.replicas: must be an integer, got string '3'`).
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def parse_documents(text: str) -> list[Any]:
     """Every document in `text`: one JSON value, or YAML documents (empty ones skipped).
 
     Text starting with "{" or "[" that is valid JSON is read as JSON (exactly, with JSON's
-    escapes); anything else as YAML. Raise ValueError (yaml.YAMLError is one) on bad
-    syntax or a duplicate key.
+    escapes); anything else as YAML. Raise yaml.YAMLError on bad YAML or a duplicate key,
+    ValueError on a duplicate key in JSON.
     """
     if text.lstrip().startswith(("{", "[")):
         try:
@@ -241,8 +241,9 @@ def _load_source(
     try:
         documents = parse_documents(text)
     except (yaml.YAMLError, ValueError) as exc:
+        syntax = "YAML" if isinstance(exc, yaml.YAMLError) else "JSON"
         reason = " ".join(str(exc).split())
-        return [], [ManifestProblem(source, None, FieldError("", f"invalid YAML: {reason}"))]
+        return [], [ManifestProblem(source, None, FieldError("", f"invalid {syntax}: {reason}"))]
     objects: list[LoadedObject] = []
     problems: list[ManifestProblem] = []
     for index, document in enumerate(documents):

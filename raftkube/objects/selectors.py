@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from raftkube.api.v1 import meta_pb2
+from raftkube.api.v1 import meta_pb2, pod_pb2
 from raftkube.objects.names import label_value_problems, qualified_name_problems
 
 IN, NOT_IN, EXISTS, DOES_NOT_EXIST = "In", "NotIn", "Exists", "DoesNotExist"
@@ -271,3 +271,54 @@ def field_value(obj: Message, path: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# ---- node selectors (node affinity, PersistentVolume node affinity) -------------------
+
+
+def _node_requirement_matches(operator: str, values: tuple[str, ...], value: str | None) -> bool:
+    present = value is not None
+    if operator == IN:
+        return present and value in values
+    if operator == NOT_IN:
+        return not present or value not in values
+    if operator == EXISTS:
+        return present
+    if operator == DOES_NOT_EXIST:
+        return not present
+    if operator in (GREATER, LESS):
+        try:
+            have, want = int(value or ""), int(values[0])
+        except (ValueError, IndexError):
+            return False
+        return have > want if operator == GREATER else have < want
+    return False
+
+
+def node_selector_term_matches(
+    term: pod_pb2.NodeSelectorTerm, node_labels: Mapping[str, str], node_name: str
+) -> bool:
+    """A term matches when every matchExpression matches the node's labels and every
+    matchField matches its fields (only `metadata.name` exists). A term with no
+    requirements matches nothing, as in Kubernetes. Unknown operators never match."""
+    if not term.match_expressions and not term.match_fields:
+        return False
+    for req in term.match_expressions:
+        if not _node_requirement_matches(req.operator, tuple(req.values),
+                                         node_labels.get(req.key)):
+            return False
+    for req in term.match_fields:
+        value = node_name if req.key == "metadata.name" else None
+        if not _node_requirement_matches(req.operator, tuple(req.values), value):
+            return False
+    return True
+
+
+def node_selector_matches(
+    selector: pod_pb2.NodeSelector, node_labels: Mapping[str, str], node_name: str
+) -> bool:
+    """True when any term matches (terms are ORed); no terms match nothing."""
+    return any(
+        node_selector_term_matches(term, node_labels, node_name)
+        for term in selector.node_selector_terms
+    )

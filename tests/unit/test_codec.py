@@ -73,7 +73,7 @@ def test_null_means_absent() -> None:
 @pytest.mark.parametrize(
     ("cls", "data", "errors"),
     [
-        (pod_pb2.Container, {"nmae": "a"}, ["nmae: unknown field"]),
+        (pod_pb2.Container, {"nmae": "a"}, ["nmae: unknown field (did you mean 'name'?)"]),
         (pod_pb2.Container, {"ports": [{"containerPort": "80"}]},
          ["ports[0].containerPort: must be an integer, got string '80'"]),
         (pod_pb2.Container, {"ports": [{"containerPort": True}]},

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raftkube.api.v1 import apps_pb2, core_pb2
+from raftkube.objects import registry
 from raftkube.objects.errors import ManifestError
 from raftkube.objects.manifests import (
     dump_json,
@@ -206,6 +210,9 @@ def test_namespace_override_fills_missing_and_rejects_mismatch() -> None:
 def test_parse_documents_rejects_duplicate_json_keys() -> None:
     with pytest.raises(ValueError, match="duplicate key 'a'"):
         parse_documents('{"a": 1, "a": 2}')
+    with pytest.raises(ManifestError) as info:
+        load_text('{"kind": "Pod", "kind": "Pod"}', "p.json")
+    assert _errors(info.value) == ["p.json: invalid JSON: duplicate key 'kind'"]
 
 
 def test_no_manifest_and_empty_directory_are_errors(tmp_path: Path) -> None:
@@ -299,3 +306,33 @@ def test_duplicates_inside_a_list_name_the_items() -> None:
         "l.json[0]: items[1].metadata.name: Namespace 'a' is also defined in l.json[0] items[0]"
     ]
     assert len(load_text(text, "l.json", check=False)) == 2
+
+
+def _json_values():
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40),
+                        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+    keys = st.sampled_from(["metadata", "name", "spec", "containers", "ports", "containerPort",
+                            "selector", "matchLabels", "template", "labels", "data", "port",
+                            "targetPort", "rules", "http", "paths", "path", "x"])
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                st.dictionaries(keys, inner, max_size=4)),
+        max_leaves=20,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([(k.api_version, k.kind) for k in registry.all_kinds()]),
+    st.dictionaries(st.sampled_from(["metadata", "spec", "data", "subsets", "status", "x"]),
+                    _json_values(), max_size=4),
+)
+def test_arbitrary_documents_either_load_or_raise_manifest_error(kind, body) -> None:
+    document = {"apiVersion": kind[0], "kind": kind[1], **body}
+    try:
+        loaded = load_text(json.dumps(document), "fuzz.json")
+    except ManifestError as exc:
+        assert exc.problems and all(p.source == "fuzz.json" for p in exc.problems)
+    else:
+        assert len(loaded) == 1

@@ -9,6 +9,8 @@ from raftkube.objects.selectors import (
     LabelSelector,
     SelectorError,
     field_value,
+    node_selector_matches,
+    node_selector_term_matches,
     parse_field_selector,
     parse_label_selector,
     selector_from_map,
@@ -148,3 +150,44 @@ def test_field_value_reads_strings_numbers_and_bools() -> None:
     assert field_value(pod, "spec.nodeName") == "w1"
     assert field_value(pod, "spec.terminationGracePeriodSeconds") == "30"
     assert field_value(pod, "spec.hostNetwork") == "false"
+
+
+def _term(*exprs, fields=()) -> pod_pb2.NodeSelectorTerm:
+    return pod_pb2.NodeSelectorTerm(
+        match_expressions=[pod_pb2.NodeSelectorRequirement(key=k, operator=o, values=v)
+                           for k, o, v in exprs],
+        match_fields=[pod_pb2.NodeSelectorRequirement(key=k, operator=o, values=v)
+                      for k, o, v in fields],
+    )
+
+
+NODE_LABELS = {"zone": "a", "disk": "ssd", "cores": "8"}
+
+
+@pytest.mark.parametrize(
+    ("term", "matches"),
+    [
+        (_term(("zone", "In", ["a", "b"])), True),
+        (_term(("zone", "NotIn", ["a"])), False),
+        (_term(("gpu", "NotIn", ["x"])), True),
+        (_term(("disk", "Exists", [])), True),
+        (_term(("gpu", "DoesNotExist", [])), True),
+        (_term(("cores", "Gt", ["4"])), True),
+        (_term(("cores", "Lt", ["4"])), False),
+        (_term(("zone", "Gt", ["4"])), False),
+        (_term(("zone", "In", ["a"]), ("disk", "In", ["hdd"])), False),
+        (_term(fields=[("metadata.name", "In", ["w1"])]), True),
+        (_term(fields=[("metadata.name", "NotIn", ["w1"])]), False),
+        (_term(("zone", "Equals", ["a"])), False),
+        (_term(), False),
+    ],
+)
+def test_node_selector_terms(term, matches) -> None:
+    assert node_selector_term_matches(term, NODE_LABELS, "w1") is matches
+
+
+def test_node_selector_terms_are_ored_and_empty_matches_nothing() -> None:
+    selector = pod_pb2.NodeSelector(node_selector_terms=[
+        _term(("zone", "In", ["b"])), _term(("disk", "In", ["ssd"]))])
+    assert node_selector_matches(selector, NODE_LABELS, "w1")
+    assert not node_selector_matches(pod_pb2.NodeSelector(), NODE_LABELS, "w1")
