@@ -34,6 +34,7 @@ from raftkube.masters.object_store import ObjectEvent, ObjectStore
 from raftkube.objects import codec, registry
 from raftkube.objects.defaulting import apply_defaults
 from raftkube.objects.errors import FieldError, ObjectInvalid
+from raftkube.objects.immutability import validate_update
 from raftkube.objects.registry import KindInfo
 from raftkube.objects.selectors import (
     FieldSelector,
@@ -246,8 +247,8 @@ class ObjectApi:
                          object_node=self._object_node(current))
         expected = self._expected_revision(checked)
         self._check_version(info, current, expected)
-        self._check_immutable(info, current, checked)
         new = lifecycle.prepare_update(current, checked)
+        self._check_immutable(info, current, new)
         return self._store_update(info, current, new, dry_run)
 
     def update_status(self, obj: Message, dry_run: bool = False) -> Message:
@@ -285,17 +286,7 @@ class ObjectApi:
 
     @staticmethod
     def _check_immutable(info: KindInfo, current: Message, new: Message) -> None:
-        errors: list[FieldError] = []
-        if info.kind == "Pod":
-            old_node, new_node = current.spec.node_name, new.spec.node_name  # type: ignore[attr-defined]
-            if old_node and new_node != old_node:
-                errors.append(FieldError("spec.nodeName", "may not change once set"))
-        if (info.kind in ("ConfigMap", "Secret") and current.immutable  # type: ignore[attr-defined]
-                and lifecycle.spec_bytes(current) != lifecycle.spec_bytes(new)):
-            errors.append(FieldError("data", "is immutable: the object is marked immutable"))
-        if (info.kind in ("Deployment", "ReplicaSet", "StatefulSet")
-                and current.spec.selector != new.spec.selector):  # type: ignore[attr-defined]
-            errors.append(FieldError("spec.selector", "field is immutable"))
+        errors = validate_update(current, new)
         if errors:
             raise apierrors.Invalid(
                 f"{info.kind} {current.metadata.name!r} is invalid: "  # type: ignore[attr-defined]
@@ -474,23 +465,17 @@ class ObjectApi:
             for obj in items:
                 yield WatchItem("ADDED", obj, int(obj.metadata.resource_version))
             start = revision + 1
-        pending_bookmark: list[int] = []
-        last_bookmark = [0.0]
-
-        def idle(revision: int) -> None:
-            now = time.monotonic()
-            if allow_bookmarks and now - last_bookmark[0] >= self._config.bookmark_interval:
-                last_bookmark[0] = now
-                pending_bookmark.append(revision)
-
-        for event in self.objects.watch(info, namespace, start, stop, idle=idle):
-            while pending_bookmark:
-                yield WatchItem("BOOKMARK", None, pending_bookmark.pop(0))
+        last_bookmark = time.monotonic()
+        for event in self.objects.watch(info, namespace, start, stop, idle_events=True):
+            if event.type == "IDLE":
+                now = time.monotonic()
+                if allow_bookmarks and now - last_bookmark >= self._config.bookmark_interval:
+                    last_bookmark = now
+                    yield WatchItem("BOOKMARK", None, event.revision)
+                continue
             item = _filtered(event, matches)
             if item is not None:
                 yield item
-        while pending_bookmark:
-            yield WatchItem("BOOKMARK", None, pending_bookmark.pop(0))
 
     # -- scheduling -------------------------------------------------------------------
     def bind_pods(self, bindings: Sequence[tuple[str, str, str, str]]) -> int:

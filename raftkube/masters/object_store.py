@@ -71,14 +71,15 @@ class KeyValueStore(Protocol):
 
 @dataclass(frozen=True)
 class ObjectEvent:
-    """A change of one object: type ADDED / MODIFIED / DELETED, at store `revision`.
+    """A change of one object: type ADDED / MODIFIED / DELETED (or IDLE, see watch), at
+    store `revision`.
 
     `obj` is the object after the change (before it, for DELETED); `previous` is the
     object before the change when known (None for ADDED).
     """
 
     type: str
-    obj: Message
+    obj: Message | None
     previous: Message | None
     revision: int
 
@@ -316,13 +317,13 @@ class ObjectStore:
 
     # -- watch ------------------------------------------------------------------------
     def watch(self, info: KindInfo, namespace: str, start_revision: int,
-              stop: threading.Event, idle: Callable[[int], None] | None = None,
-              ) -> Iterator[ObjectEvent]:
+              stop: threading.Event, idle_events: bool = False) -> Iterator[ObjectEvent]:
         """Changes of a kind (in one namespace when given) from `start_revision` on.
 
-        Yields events in revision order until `stop` is set. While nothing changes,
-        `idle(revision)` is called about once a second with the revision up to which every
-        change has been delivered (for bookmarks). Compacted if the history is gone.
+        Yields events in revision order until `stop` is set. With `idle_events`, a quiet
+        second yields an event of type "IDLE" (obj None) whose revision is the one up to
+        which every change has been delivered (for bookmarks). Compacted if the history
+        is gone.
         """
         prefix = kind_prefix(info, namespace)
         watch = _store_call(lambda: self._store.watch(prefix, prefix_end(prefix),
@@ -333,8 +334,8 @@ class ObjectStore:
                 if batch is None:
                     if watch.cancelled:
                         return
-                    if idle is not None:
-                        idle(watch.next_revision - 1)
+                    if idle_events:
+                        yield ObjectEvent("IDLE", None, None, watch.next_revision - 1)
                     continue
                 for event in batch:
                     yield self._object_event(info, event)
