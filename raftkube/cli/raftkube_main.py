@@ -11,6 +11,7 @@ from raftkube.cli.command_registry import run
 COMMAND_MODULES: tuple[str, ...] = (
     "raftkube.cli.cmd_version",
     "raftkube.cli.cmd_master",
+    "raftkube.cli.cmd_encryption",
     "raftkube.cli.cmd_init",
 )
 

@@ -24,8 +24,10 @@ from raftkube.consensus.store import Store
 from raftkube.masters import system_keys
 from raftkube.masters.gatekeeper import Gatekeeper
 from raftkube.masters.resource_service import api_errors
+from raftkube.masters.secret_encryption import SecretEncryption, rotate_stored_secrets
 from raftkube.objects import registry
 from raftkube.security import tokens
+from raftkube.security.encryption import EncryptionError
 
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 _NODE_KIND = registry.by_kind("Node")
@@ -54,12 +56,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     def __init__(self, config: AdminConfig, store: Store, gatekeeper: Gatekeeper,
                  fetch_peer: PeerStatusFetcher, token_cache: system_keys.TokenTableCache,
-                 ) -> None:
+                 encryption: SecretEncryption) -> None:
         self._config = config
         self._store = store
         self._gate = gatekeeper
         self._fetch_peer = fetch_peer
         self._tokens = token_cache
+        self._encryption = encryption
 
     def _admin(self, verb: str) -> None:
         # Cluster administration is judged like writing Nodes: cluster-admin only.
@@ -204,6 +207,19 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
         self._tokens.update(add)
         return admin_pb2.CreateJoinTokenResponse(token=issued[0], expires_at=now + ttl)
+
+
+    @api_errors
+    def RotateSecrets(self, request, context):
+        self._admin("update")
+        ring = self._encryption.ring()
+        try:
+            count = rotate_stored_secrets(self._store, ring)
+        except store_errors.StoreError as e:
+            raise apierrors.Unavailable(f"rotation stopped: {e}; run it again") from e
+        except EncryptionError as e:
+            raise apierrors.Invalid(f"cannot rotate: {e}") from e
+        return admin_pb2.RotateSecretsResponse(rewritten=count, key=ring.primary)
 
 
 def _membership(change: Callable[[], None]) -> None:

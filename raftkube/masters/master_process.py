@@ -55,7 +55,7 @@ from raftkube.masters.node_references import reference_check
 from raftkube.masters.object_api import ObjectApi
 from raftkube.masters.object_store import ObjectStore
 from raftkube.masters.resource_service import ResourcesServicer
-from raftkube.masters.secret_encryption import SecretEncryption
+from raftkube.masters.secret_encryption import KeyFile, SecretEncryption
 from raftkube.objects import registry
 from raftkube.security.audit import AuditConfig, AuditLog
 from raftkube.security.cluster_init import load_cluster_file
@@ -170,7 +170,8 @@ class Master:
             sec_config, token_table=self._token_table, policy=Policy,
             node_references=None)
         self._seed_tokens = self.security.seed_token_table
-        self.objects = ObjectStore(self.store, SecretEncryption(self.security.keyring))
+        self.encryption = SecretEncryption(KeyFile(Path(cluster["encryptionKeyFile"])))
+        self.objects = ObjectStore(self.store, self.encryption)
         audit = (AuditLog(AuditConfig(config.audit_log)) if config.audit_log else None)
         self.gatekeeper = Gatekeeper(
             _SecurityAuthorizer(self.security, self._node_references()), audit)
@@ -181,7 +182,8 @@ class Master:
         self._peer_lock = threading.Lock()
         self.admin = AdminServicer(
             AdminConfig(config.name, self.addresses.api, self.addresses.raft),
-            self.store, self.gatekeeper, self._fetch_peer_status, self.tokens)
+            self.store, self.gatekeeper, self._fetch_peer_status, self.tokens,
+            self.encryption)
         self.health = health.HealthServicer()
         self._health_stop = threading.Event()
         self._health_thread: threading.Thread | None = None

@@ -32,7 +32,7 @@ from raftkube.api.v1 import admin_pb2, admin_pb2_grpc, resources_pb2_grpc
 from raftkube.masters.config import MasterConfig, write_master_config
 from raftkube.security.cluster_init import InitConfig, MasterSpec, init_cluster
 from raftkube.security.grpc_auth import channel_credentials
-from raftkube.testing.single_store import free_port
+from raftkube.testing.single_store import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,10 +70,8 @@ class MasterCluster:
         self.host = host
         self.root = Path(tempfile.mkdtemp(prefix="raftkube-masters-"))
         self.store_overrides = dict(store_overrides or {})
-        specs = []
-        for i in range(size):
-            api, raft, node = (free_port(host) for _ in range(3))
-            specs.append(MasterSpec(f"m{i + 1}", host, api, raft, node))
+        ports = free_ports(3 * size, host)
+        specs = [MasterSpec(f"m{i + 1}", host, *ports[3 * i:3 * i + 3]) for i in range(size)]
         self.init = init_cluster(InitConfig(self.root / "cluster", tuple(specs),
                                             workers=workers))
         self.layout = self.init.layout

@@ -212,3 +212,35 @@ def test_leader_loops_move_with_leadership(cluster: MasterCluster) -> None:
     assert sorted(m.name for m in status.masters) == ["m1", "m2", "m3"]
     assert [m.role for m in status.masters].count("leader") == 1
     assert all(m.health == "ok" and m.pid > 0 for m in status.masters)
+
+
+def test_secret_encryption_keys_rotate(cluster: MasterCluster) -> None:
+    from raftkube.api.v1 import kv_pb2, kv_pb2_grpc
+    from raftkube.cli import raftkube_main
+
+    secret = core_pb2.Secret(api_version="v1", kind="Secret")
+    secret.metadata.name = "rotated"
+    secret.string_data["token"] = "s3cr3t"
+    create(cluster.resources(0), secret)
+    key_file = cluster.layout.encryption_keys
+
+    def stored_key_name() -> bytes:
+        kv = kv_pb2_grpc.KVStub(cluster.channel(0))
+        reply = call(kv.Range, kv_pb2.StoreRangeRequest(
+            key=b"/registry/secrets/default/rotated"))
+        return reply.kvs[0].value.split(b":")[4]  # k8s:enc:aesgcm:v1:KEY:...
+
+    assert stored_key_name() == b"key1"
+    assert raftkube_main.main(["encryption", "add-key", "--file", str(key_file),
+                               "--name", "key2"]) == 0
+    time.sleep(1.5)  # every master re-reads its key file within a second
+    reply = call(cluster.admin(1).RotateSecrets, admin_pb2.RotateSecretsRequest())
+    assert reply.key == "key2" and reply.rewritten >= 1
+    assert stored_key_name() == b"key2"
+    assert raftkube_main.main(["encryption", "remove-key", "--file", str(key_file),
+                               "--name", "key1"]) == 0
+    time.sleep(1.5)
+    for i in range(3):
+        got = registry.unwrap(call(cluster.resources(i).Get, resources_pb2.GetRequest(
+            kind="Secret", namespace="default", name="rotated", linearizable=True)))
+        assert got.data["token"] == b"s3cr3t"

@@ -109,3 +109,15 @@ class CreateJoinTokenResponse(_message.Message):
     token: str
     expires_at: float
     def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+
+class RotateSecretsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateSecretsResponse(_message.Message):
+    __slots__ = ("rewritten", "key")
+    REWRITTEN_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    rewritten: int
+    key: str
+    def __init__(self, rewritten: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...

@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.CreateJoinTokenRequest.SerializeToString,
                 response_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.CreateJoinTokenResponse.FromString,
                 _registered_method=True)
+        self.RotateSecrets = channel.unary_unary(
+                '/raftkube.api.v1.Admin/RotateSecrets',
+                request_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsRequest.SerializeToString,
+                response_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -112,6 +117,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateSecrets(self, request, context):
+        """Re-encrypt every stored Secret under the primary key of this master's key file (put
+        the new key first in every master's key file before calling it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +157,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.CreateJoinToken,
                     request_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.CreateJoinTokenRequest.FromString,
                     response_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.CreateJoinTokenResponse.SerializeToString,
+            ),
+            'RotateSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSecrets,
+                    request_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsRequest.FromString,
+                    response_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +326,33 @@ class Admin:
             '/raftkube.api.v1.Admin/CreateJoinToken',
             raftkube_dot_api_dot_v1_dot_admin__pb2.CreateJoinTokenRequest.SerializeToString,
             raftkube_dot_api_dot_v1_dot_admin__pb2.CreateJoinTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftkube.api.v1.Admin/RotateSecrets',
+            raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsRequest.SerializeToString,
+            raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsResponse.FromString,
             options,
             channel_credentials,
             insecure,
