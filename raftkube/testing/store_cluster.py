@@ -274,8 +274,10 @@ class StoreCluster:
         that by choice of member. gRPC stays reachable."""
         member = self.members[index]
         table = f"raftkube_{secrets.token_hex(4)}"
-        rules = (f"table inet {table} {{ chain input {{ type filter hook input priority -5; "
-                 f"tcp dport {member.raft_port} drop; tcp sport {member.raft_port} drop; }} }}")
+        rules = (f"table inet {table} {{\n chain input {{\n"
+                 f"  type filter hook input priority -5;\n"
+                 f"  tcp dport {member.raft_port} drop\n"
+                 f"  tcp sport {member.raft_port} drop\n }}\n}}\n")
         subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
         self._nft_tables.append(table)
 
