@@ -35,7 +35,8 @@ def test_txn_compare_and_swap_over_grpc(cluster3: StoreCluster) -> None:
     create = kv_pb2.StoreTxnRequest(
         compare=[kv_pb2.StoreCompare(key=b"/cas", target=kv_pb2.StoreCompare.CREATE,
                                      result=kv_pb2.StoreCompare.EQUAL, number=0)],
-        success=[kv_pb2.StoreRequestOp(request_put=kv_pb2.StorePutRequest(key=b"/cas", value=b"1"))],
+        success=[kv_pb2.StoreRequestOp(
+            request_put=kv_pb2.StorePutRequest(key=b"/cas", value=b"1"))],
         failure=[kv_pb2.StoreRequestOp(request_range=kv_pb2.StoreRangeRequest(key=b"/cas"))])
     first = kv.Txn(create, timeout=5)
     second = cluster3.kv(2).Txn(create, timeout=5)
@@ -45,7 +46,8 @@ def test_txn_compare_and_swap_over_grpc(cluster3: StoreCluster) -> None:
     stale = kv_pb2.StoreTxnRequest(
         compare=[kv_pb2.StoreCompare(key=b"/cas", target=kv_pb2.StoreCompare.MOD,
                                      result=kv_pb2.StoreCompare.EQUAL, number=99)],
-        success=[kv_pb2.StoreRequestOp(request_put=kv_pb2.StorePutRequest(key=b"/cas", value=b"2"))])
+        success=[kv_pb2.StoreRequestOp(
+            request_put=kv_pb2.StorePutRequest(key=b"/cas", value=b"2"))])
     assert not kv.Txn(stale, timeout=5).succeeded
     assert get(cluster3, 0, b"/cas") == b"1"
 

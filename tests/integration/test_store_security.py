@@ -75,7 +75,8 @@ def test_member_with_wrong_secret_cannot_join_or_read() -> None:
         with open(bad_secret, "wb") as f:
             f.write(b"not-the-secret")
         config = cluster.members[2].config_path
-        text = open(config).read().replace(cluster._secret_path, bad_secret)
+        with open(config) as f:
+            text = f.read().replace(cluster._secret_path, bad_secret)
         with open(config, "w") as f:
             f.write(text)
         cluster.start()
