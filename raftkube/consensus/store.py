@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -356,9 +357,10 @@ class Store:
     def remove_member(self, address: str, timeout: float = 10.0) -> None:
         """Remove a replica. Removing the leader (this replica) transfers leadership first.
         To remove another replica that is the leader, call this on that leader."""
-        if address == self.config.raft_address and self.is_leader():
-            self.transfer_leadership(None, timeout=timeout)
-        elif address == self.leader() and address != self.config.raft_address:
+        if address == self.config.raft_address:
+            self._remove_self(timeout)
+            return
+        if address == self.leader():
             raise NotLeaderError(f"{address} is the leader: ask it to remove itself", address)
         deadline = time.monotonic() + timeout
         while True:
@@ -371,6 +373,44 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
+
+    def _remove_self(self, timeout: float) -> None:
+        """Leave the cluster: hand over leadership if needed, then ask the leader to
+        remove this replica. The leader drops its connection to a member as soon as it
+        appends that member's removal, so the reply may never arrive: the removal is
+        confirmed by that disconnect (or by the reply, whichever comes first)."""
+        node = self._require_node()
+        if self.is_leader():
+            self.transfer_leadership(None, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader_address = self.leader()
+            if leader_address is None or leader_address == self.config.raft_address:
+                time.sleep(0.05)
+                continue
+            box: list[int] = []
+            node.run_in_raft_thread(functools.partial(
+                node.removeNodeFromCluster, self.config.raft_address,
+                callback=lambda _r, e, box=box: box.append(e)))
+            attempt_end = min(deadline, time.monotonic() + 2.0)
+            while time.monotonic() < attempt_end:
+                if box and box[0] == FAIL.SUCCESS:
+                    return
+                if box:
+                    break  # refused (e.g. another change in progress): retry
+                connected = node.run_in_raft_thread(
+                    functools.partial(self._connected_to, node, leader_address))
+                if not connected:
+                    log.warning("removed from the cluster (leader dropped this member)",
+                                leader=leader_address)
+                    return
+                time.sleep(0.05)
+        raise UnknownOutcomeError(f"remove_member {self.config.raft_address}: not confirmed "
+                                  f"within {timeout}s")
+
+    @staticmethod
+    def _connected_to(node: RaftNode, address: str) -> bool:
+        return any(n.address == address and node.isNodeConnected(n) for n in node.otherNodes)
 
     def transfer_leadership(self, to: str | None = None, timeout: float = 10.0) -> str:
         """Hand leadership to `to` (None: the most caught-up follower); waits until another
