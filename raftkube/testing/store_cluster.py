@@ -298,11 +298,12 @@ class StoreCluster:
         member = self._new_member()
         current = [self.members[i].raft_address for i in self.alive_indexes()]
         self._write_config(member, [*current, member.raft_address])
+        # Start it first: a 1 -> 2 member change only commits once the new one answers.
+        self._spawn(member)
+        self.wait_serving(member.index)
         leader = self.leader_index() if via is None else via
         self.maintenance(leader).MemberAdd(kv_pb2.StoreMemberRequest(address=member.raft_address),
                                            metadata=self.admin_metadata, timeout=15)
-        self._spawn(member)
-        self.wait_serving(member.index)
         return member.index
 
     def remove_member(self, index: int, via: int | None = None) -> None:
