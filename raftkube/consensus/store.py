@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pysyncobj import SyncObjException
 from pysyncobj.transport import TransportNotReadyError
 
 from raftkube.consensus.config import StoreConfig
@@ -61,6 +62,14 @@ log = get_logger(__name__)
 LeadershipListener = Callable[[bool, int], None]
 
 
+class _BarrierRound:
+    """Readers waiting for one read-barrier proposal."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.outcome: tuple[Any, int] = (None, FAIL.SUCCESS)
+
+
 class Store:
     """One replica. Create, `start()`, use from any thread, `stop()`."""
 
@@ -74,6 +83,9 @@ class Store:
         self._listeners_lock = threading.Lock()
         self._events: queue.SimpleQueue[tuple[bool, int] | None] = queue.SimpleQueue()
         self._notifier: threading.Thread | None = None
+        self._barrier_lock = threading.Lock()
+        self._barrier_next: _BarrierRound | None = None
+        self._barrier_in_flight = False
 
     # ---- lifecycle ----
 
@@ -83,7 +95,11 @@ class Store:
         self.config.validate()
         self.config.secret_bytes()
         os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
-        self._node = RaftNode(self.config, self._state, self._on_leadership_changed)
+        try:
+            self._node = RaftNode(self.config, self._state, self._on_leadership_changed)
+        except SyncObjException as exc:
+            raise StoreError(f"raft_address {self.config.raft_address}: cannot bind "
+                             f"({exc.errorCode})") from exc
         self._closed.clear()
         self._notifier = threading.Thread(target=self._notify_loop, name="store-leadership",
                                           daemon=True)
@@ -200,6 +216,10 @@ class Store:
                 f"no outcome within {wait:.1f}s (no leader or no quorum?); "
                 "the write may still be applied")
         result, error = box[0]
+        return self._outcome(result, error)
+
+    def _outcome(self, result: Any, error: int) -> Any:
+        """The result of a proposal, or the typed error for its pysyncobj failure."""
         if error == FAIL.SUCCESS:
             if isinstance(result, ApplyFailure):
                 raise InvalidRequestError(f"rejected by the state machine: {result.message}")
@@ -240,8 +260,39 @@ class Store:
 
     def read_barrier(self, timeout: float | None = None) -> int:
         """Commit a no-op through the leader and wait until it is applied locally;
-        returns the revision at that point."""
-        return int(self._submit(encode_barrier(os.urandom(8)), timeout))
+        returns the revision at that point. Concurrent callers share rounds: a caller
+        joins the next barrier proposed after it arrived (never one already in flight,
+        which could have been ordered before writes the caller must see). Raises
+        NoQuorumError when no barrier commits within `timeout`."""
+        node = self._require_node()
+        wait = self.config.request_timeout if timeout is None else timeout
+        with self._barrier_lock:
+            if self._barrier_next is None:
+                self._barrier_next = _BarrierRound()
+            round_ = self._barrier_next
+            if not self._barrier_in_flight:
+                self._launch_barrier(node)
+        if not round_.done.wait(wait):
+            raise NoQuorumError(f"linearizable read: no barrier committed within {wait:.1f}s "
+                                "(no leader or no quorum)")
+        return int(self._outcome(*round_.outcome))
+
+    def _launch_barrier(self, node: RaftNode) -> None:
+        """Propose the pending round (caller holds _barrier_lock)."""
+        round_, self._barrier_next = self._barrier_next, None
+        if round_ is None:
+            return
+        self._barrier_in_flight = True
+
+        def finished(result: Any, error: int) -> None:
+            round_.outcome = (result, error)
+            round_.done.set()
+            with self._barrier_lock:
+                self._barrier_in_flight = False
+                if self._barrier_next is not None and not self._closed.is_set():
+                    self._launch_barrier(node)
+
+        node.submit(encode_barrier(os.urandom(8)), finished)
 
     @property
     def revision(self) -> int:

@@ -96,6 +96,8 @@ def test_kill_all_and_restart_keeps_everything(cluster3: StoreCluster) -> None:
         cluster3.restart(i, wait=False)
     for i in range(3):
         cluster3.wait_serving(i)
+    leader = cluster3.leader_index()
+    assert len(all_keys(cluster3, leader, b"/k/")) == 40  # linearizable: after the barrier
     after = cluster3.wait_converged(timeout=30)
     assert (after.header.revision, after.state_hash) == (before.header.revision, before.state_hash)
     put_retrying(cluster3, b"/k/after", b"x")
