@@ -258,7 +258,7 @@ class MaintenanceServicer(kv_pb2_grpc.MaintenanceServicer):
                                         match_index=-1 if m.match_index is None else m.match_index,
                                         lag=-1 if m.lag is None else m.lag) for m in st.members],
             compact_revision=st.compact_revision, state_hash=st.state_hash,
-            has_quorum=st.has_quorum)
+            has_quorum=st.has_quorum, journal_entries=st.journal_entries)
 
     def MemberAdd(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._authorize(context)

@@ -7,8 +7,8 @@ What this adds to pysyncobj 0.3.17 (configured, subclassed or wrapped, not forke
   entries and followers ack entries only through messages/ticks after that barrier, so
   nothing is committed or acknowledged before it is on disk. Term and vote are fsynced
   inside `setCurrentTerm`.
-- authentication: every connection is Fernet-encrypted with a key derived from the
-  cluster secret and a per-cluster salt, so no byte from an unauthenticated peer is
+- authentication: every frame is AES-GCM encrypted and authenticated with a key derived
+  from the cluster secret and a per-cluster salt, so no byte from an unauthenticated peer is
   unpickled, and admin utility commands need the secret too.
 - low latency without the 'truncating already-applied entries' hazard: unbatched
   append-entries, and duplicate append-entries (re-sent after optimistic nextIndex
@@ -19,18 +19,21 @@ What this adds to pysyncobj 0.3.17 (configured, subclassed or wrapped, not forke
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
 import queue
+import random
+import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pysyncobj.pickle as pysyncobj_pickle
-from cryptography.fernet import Fernet
+from cryptography.fernet import InvalidToken
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.config import FAIL_REASON
@@ -45,7 +48,7 @@ from raftkube.consensus.snapshot_file import (
     write_snapshot_in_place,
 )
 from raftkube.consensus.state import KVState
-from raftkube.consensus.transport import OutboxTransport
+from raftkube.consensus.transport import OutboxTransport, is_plain_ack
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +56,41 @@ _REGULAR, _NO_OP, _MEMBERSHIP = 0, 1, 2
 _LEADER = 2
 
 
-def derive_cluster_key(secret: bytes, cluster_name: str) -> Fernet:
-    """Fernet key from the cluster secret, salted per cluster (not pysyncobj's fixed salt)."""
+def derive_cluster_key(secret: bytes, cluster_name: str) -> bytes:
+    """256-bit key from the cluster secret, salted per cluster (not pysyncobj's fixed
+    salt), so equal secrets in two clusters still give different keys."""
     salt = hashlib.sha256(b"raftkube/raft-transport/v1/" + cluster_name.encode()).digest()
     kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=200_000)
-    return Fernet(base64.urlsafe_b64encode(kdf.derive(secret)))
+    return kdf.derive(secret)
+
+
+class FrameCipher:
+    """Authenticated encryption of pysyncobj frames (AES-256-GCM), with the interface
+    pysyncobj's TcpConnection expects from its Fernet encryptor:
+    encrypt_at_time / extract_timestamp / decrypt. A frame is
+    version(1) | timestamp(8) | nonce(12) | ciphertext+tag; the header is authenticated.
+    Any frame that fails authentication raises before pysyncobj unpickles anything."""
+
+    _VERSION = b"\x01"
+    _HEADER = struct.Struct(">cQ12s")
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
+        header = self._HEADER.pack(self._VERSION, max(0, int(current_time)), os.urandom(12))
+        return header + self._aead.encrypt(header[9:], data, header)
+
+    def extract_timestamp(self, token: bytes) -> int:
+        if len(token) < self._HEADER.size + 16 or token[:1] != self._VERSION:
+            raise InvalidToken("not a raftkube frame")
+        return int(self._HEADER.unpack_from(token)[1])
+
+    def decrypt(self, token: bytes) -> bytes:
+        if len(token) < self._HEADER.size + 16 or token[:1] != self._VERSION:
+            raise InvalidToken("not a raftkube frame")
+        header = bytes(token[:self._HEADER.size])
+        return self._aead.decrypt(header[9:], bytes(token[self._HEADER.size:]), header)
 
 
 def decode_regular_command(command: bytes) -> bytes | None:
@@ -116,7 +149,8 @@ class RaftNode(SyncObj):
         self._rk_config = config
         self._rk_state = state
         self._rk_on_state_changed = on_state_changed
-        self._rk_fernet = derive_cluster_key(config.secret_bytes(), config.cluster_name)
+        self._rk_cipher = FrameCipher(derive_cluster_key(config.secret_bytes(),
+                                                         config.cluster_name))
         self._rk_calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._rk_stop = threading.Event()
         self._rk_thread: threading.Thread | None = None
@@ -154,13 +188,14 @@ class RaftNode(SyncObj):
         super().__init__(config.raft_address, others, conf, transportClass=OutboxTransport)
         self._rk_install_journal(journal)
         self._rk_transport: OutboxTransport = self._SyncObj__transport  # type: ignore[attr-defined]
-        self._rk_transport.inbound_filter = self._rk_dedupe_append_entries
+        self._rk_transport.inbound_hook = self._rk_inbound
+        self._rk_transport.disconnect_hook = self._rk_peer_disconnected
 
     # ---- pysyncobj hooks ----
 
     @property
-    def encryptor(self) -> Fernet:  # used by the transport for every connection
-        return self._rk_fernet
+    def encryptor(self) -> FrameCipher:  # used by the transport for every connection
+        return self._rk_cipher
 
     def _rk_install_journal(self, journal: DurableJournal) -> None:
         """Swap pysyncobj's journal for the durable one, restoring term/vote/commit the
@@ -206,6 +241,37 @@ class RaftNode(SyncObj):
         log.info("loaded snapshot at raft index %d (revision %d)", snap.index,
                  self._rk_state.revision)
         return snap.last, snap.prev, [TCPNode(m) for m in snap.members]
+
+    def _rk_peer_disconnected(self, node: Any) -> None:
+        """The connection to our leader dropped (a killed process resets it at once):
+        start an election soon instead of waiting out the full election timeout. Only
+        the timing changes; Raft's safety does not depend on when elections start. A
+        random delay keeps followers from splitting the vote."""
+        if self._isLeader() or node != self._getLeader():
+            return
+        soon = time.monotonic() + random.uniform(0.05, 0.2)
+        if soon < self._SyncObj__raftElectionDeadline:
+            self._SyncObj__raftElectionDeadline = soon
+
+    def _rk_inbound(self, node: Any, message: Any, deliver: Callable[[Any], None]) -> None:
+        """Pre/post-process a peer message around pysyncobj's handler.
+
+        Follower: drop entries it already holds (see _rk_dedupe_append_entries).
+        Leader: pysyncobj sets nextIndex back to the acknowledged index on every ack,
+        which makes it re-send every entry still in flight (quadratic traffic under
+        load). Entries in flight travel in order on one connection, so nextIndex is
+        kept where it was; a gap (lost connection) makes the follower answer with a
+        reset, which pysyncobj still applies."""
+        message = self._rk_dedupe_append_entries(message)
+        if not (is_plain_ack(message) and self._isLeader()):
+            deliver(message)
+            return
+        next_index = self._SyncObj__raftNextIndex
+        before = next_index.get(node)
+        deliver(message)
+        after = next_index.get(node)
+        if before is not None and after is not None and after < before:
+            next_index[node] = before
 
     def _rk_dedupe_append_entries(self, message: Any) -> Any:
         """Rewrite an append-entries whose entries this log already holds, so pysyncobj
@@ -254,6 +320,11 @@ class RaftNode(SyncObj):
         self._rk_thread.start()
 
     def _rk_durability_barrier(self) -> None:
+        """Group commit: one fsync for everything appended since the last barrier.
+        Acknowledgements of entries leave only after it; a leader's append-entries leave
+        before it, so followers fsync in parallel with the leader. pysyncobj computes
+        the commit index only at the start of a tick, after this barrier ran."""
+        self._rk_transport.flush_unacknowledging()
         self._rk_journal.sync()
         self._rk_transport.flush_outbox()
 

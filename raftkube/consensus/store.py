@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pysyncobj import SyncObjException
 from pysyncobj.transport import TransportNotReadyError
 
 from raftkube.consensus.config import StoreConfig
@@ -60,6 +62,14 @@ log = get_logger(__name__)
 LeadershipListener = Callable[[bool, int], None]
 
 
+class _BarrierRound:
+    """Readers waiting for one read-barrier proposal."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.outcome: tuple[Any, int] = (None, FAIL.SUCCESS)
+
+
 class Store:
     """One replica. Create, `start()`, use from any thread, `stop()`."""
 
@@ -73,6 +83,9 @@ class Store:
         self._listeners_lock = threading.Lock()
         self._events: queue.SimpleQueue[tuple[bool, int] | None] = queue.SimpleQueue()
         self._notifier: threading.Thread | None = None
+        self._barrier_lock = threading.Lock()
+        self._barrier_next: _BarrierRound | None = None
+        self._barrier_in_flight = False
 
     # ---- lifecycle ----
 
@@ -82,7 +95,11 @@ class Store:
         self.config.validate()
         self.config.secret_bytes()
         os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
-        self._node = RaftNode(self.config, self._state, self._on_leadership_changed)
+        try:
+            self._node = RaftNode(self.config, self._state, self._on_leadership_changed)
+        except SyncObjException as exc:
+            raise StoreError(f"raft_address {self.config.raft_address}: cannot bind "
+                             f"({exc.errorCode})") from exc
         self._closed.clear()
         self._notifier = threading.Thread(target=self._notify_loop, name="store-leadership",
                                           daemon=True)
@@ -199,6 +216,10 @@ class Store:
                 f"no outcome within {wait:.1f}s (no leader or no quorum?); "
                 "the write may still be applied")
         result, error = box[0]
+        return self._outcome(result, error)
+
+    def _outcome(self, result: Any, error: int) -> Any:
+        """The result of a proposal, or the typed error for its pysyncobj failure."""
         if error == FAIL.SUCCESS:
             if isinstance(result, ApplyFailure):
                 raise InvalidRequestError(f"rejected by the state machine: {result.message}")
@@ -239,8 +260,39 @@ class Store:
 
     def read_barrier(self, timeout: float | None = None) -> int:
         """Commit a no-op through the leader and wait until it is applied locally;
-        returns the revision at that point."""
-        return int(self._submit(encode_barrier(os.urandom(8)), timeout))
+        returns the revision at that point. Concurrent callers share rounds: a caller
+        joins the next barrier proposed after it arrived (never one already in flight,
+        which could have been ordered before writes the caller must see). Raises
+        NoQuorumError when no barrier commits within `timeout`."""
+        node = self._require_node()
+        wait = self.config.request_timeout if timeout is None else timeout
+        with self._barrier_lock:
+            if self._barrier_next is None:
+                self._barrier_next = _BarrierRound()
+            round_ = self._barrier_next
+            if not self._barrier_in_flight:
+                self._launch_barrier(node)
+        if not round_.done.wait(wait):
+            raise NoQuorumError(f"linearizable read: no barrier committed within {wait:.1f}s "
+                                "(no leader or no quorum)")
+        return int(self._outcome(*round_.outcome))
+
+    def _launch_barrier(self, node: RaftNode) -> None:
+        """Propose the pending round (caller holds _barrier_lock)."""
+        round_, self._barrier_next = self._barrier_next, None
+        if round_ is None:
+            return
+        self._barrier_in_flight = True
+
+        def finished(result: Any, error: int) -> None:
+            round_.outcome = (result, error)
+            round_.done.set()
+            with self._barrier_lock:
+                self._barrier_in_flight = False
+                if self._barrier_next is not None and not self._closed.is_set():
+                    self._launch_barrier(node)
+
+        node.submit(encode_barrier(os.urandom(8)), finished)
 
     @property
     def revision(self) -> int:
@@ -356,9 +408,10 @@ class Store:
     def remove_member(self, address: str, timeout: float = 10.0) -> None:
         """Remove a replica. Removing the leader (this replica) transfers leadership first.
         To remove another replica that is the leader, call this on that leader."""
-        if address == self.config.raft_address and self.is_leader():
-            self.transfer_leadership(None, timeout=timeout)
-        elif address == self.leader() and address != self.config.raft_address:
+        if address == self.config.raft_address:
+            self._remove_self(timeout)
+            return
+        if address == self.leader():
             raise NotLeaderError(f"{address} is the leader: ask it to remove itself", address)
         deadline = time.monotonic() + timeout
         while True:
@@ -371,6 +424,44 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
+
+    def _remove_self(self, timeout: float) -> None:
+        """Leave the cluster: hand over leadership if needed, then ask the leader to
+        remove this replica. The leader drops its connection to a member as soon as it
+        appends that member's removal, so the reply may never arrive: the removal is
+        confirmed by that disconnect (or by the reply, whichever comes first)."""
+        node = self._require_node()
+        if self.is_leader():
+            self.transfer_leadership(None, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader_address = self.leader()
+            if leader_address is None or leader_address == self.config.raft_address:
+                time.sleep(0.05)
+                continue
+            box: list[int] = []
+            node.run_in_raft_thread(functools.partial(
+                node.removeNodeFromCluster, self.config.raft_address,
+                callback=lambda _r, e, box=box: box.append(e)))
+            attempt_end = min(deadline, time.monotonic() + 2.0)
+            while time.monotonic() < attempt_end:
+                if box and box[0] == FAIL.SUCCESS:
+                    return
+                if box:
+                    break  # refused (e.g. another change in progress): retry
+                connected = node.run_in_raft_thread(
+                    functools.partial(self._connected_to, node, leader_address))
+                if not connected:
+                    log.warning("removed from the cluster (leader dropped this member)",
+                                leader=leader_address)
+                    return
+                time.sleep(0.05)
+        raise UnknownOutcomeError(f"remove_member {self.config.raft_address}: not confirmed "
+                                  f"within {timeout}s")
+
+    @staticmethod
+    def _connected_to(node: RaftNode, address: str) -> bool:
+        return any(n.address == address and node.isNodeConnected(n) for n in node.otherNodes)
 
     def transfer_leadership(self, to: str | None = None, timeout: float = 10.0) -> str:
         """Hand leadership to `to` (None: the most caught-up follower); waits until another

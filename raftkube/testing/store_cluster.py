@@ -40,7 +40,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port(host: str) -> int:
-    """A TCP port currently free on `host`."""
+    """A TCP port currently free on `host`, preferably below the ephemeral range (so no
+    outgoing connection of another process takes it before our server binds it)."""
+    for _ in range(50):
+        port = 20000 + secrets.randbelow(12000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -90,11 +99,16 @@ class StoreCluster:
         self._secret_path = os.path.join(self.base_dir, "cluster.secret")
         Path(self._secret_path).write_bytes(self.secret)
         os.chmod(self._secret_path, 0o600)
+        self._size = size
+        self._allocate(size)
+        if start:
+            self.start()
+
+    def _allocate(self, size: int) -> None:
+        self.members = []
         initial = [self._new_member() for _ in range(size)]
         for member in initial:
             self._write_config(member, [m.raft_address for m in initial])
-        if start:
-            self.start()
 
     # ---- setup ----
 
@@ -124,11 +138,25 @@ class StoreCluster:
         Path(member.config_path).write_text(json.dumps(config, indent=1))
 
     def start(self) -> None:
-        for member in self.members:
-            if not member.alive:
-                self._spawn(member)
-        for member in self.members:
-            self.wait_serving(member.index)
+        """Start every member that is not running and wait until all serve. A brand-new
+        cluster whose port was taken by another process is re-created on new ports."""
+        for attempt in range(3):
+            fresh = all(not os.path.exists(m.data_dir) for m in self.members)
+            for member in self.members:
+                if not member.alive:
+                    self._spawn(member)
+            try:
+                for member in self.members:
+                    self.wait_serving(member.index)
+                return
+            except RuntimeError as exc:
+                if not (fresh and "cannot bind" in str(exc)) or attempt == 2:
+                    raise
+                for member in self.members:
+                    if member.alive:
+                        self.kill(member.index)
+                    shutil.rmtree(member.data_dir, ignore_errors=True)
+                self._allocate(len(self.members))
 
     def _spawn(self, member: Member) -> None:
         env = dict(os.environ)
@@ -274,8 +302,10 @@ class StoreCluster:
         that by choice of member. gRPC stays reachable."""
         member = self.members[index]
         table = f"raftkube_{secrets.token_hex(4)}"
-        rules = (f"table inet {table} {{ chain input {{ type filter hook input priority -5; "
-                 f"tcp dport {member.raft_port} drop; tcp sport {member.raft_port} drop; }} }}")
+        rules = (f"table inet {table} {{\n chain input {{\n"
+                 f"  type filter hook input priority -5;\n"
+                 f"  tcp dport {member.raft_port} drop\n"
+                 f"  tcp sport {member.raft_port} drop\n }}\n}}\n")
         subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
         self._nft_tables.append(table)
 
@@ -296,11 +326,12 @@ class StoreCluster:
         member = self._new_member()
         current = [self.members[i].raft_address for i in self.alive_indexes()]
         self._write_config(member, [*current, member.raft_address])
+        # Start it first: a 1 -> 2 member change only commits once the new one answers.
+        self._spawn(member)
+        self.wait_serving(member.index)
         leader = self.leader_index() if via is None else via
         self.maintenance(leader).MemberAdd(kv_pb2.StoreMemberRequest(address=member.raft_address),
                                            metadata=self.admin_metadata, timeout=15)
-        self._spawn(member)
-        self.wait_serving(member.index)
         return member.index
 
     def remove_member(self, index: int, via: int | None = None) -> None:

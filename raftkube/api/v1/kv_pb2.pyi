@@ -234,7 +234,7 @@ class StoreMember(_message.Message):
     def __init__(self, address: _Optional[str] = ..., connected: _Optional[bool] = ..., match_index: _Optional[int] = ..., lag: _Optional[int] = ...) -> None: ...
 
 class StoreStatusResponse(_message.Message):
-    __slots__ = ("header", "id", "address", "is_leader", "commit_index", "applied_index", "members", "compact_revision", "state_hash", "has_quorum")
+    __slots__ = ("header", "id", "address", "is_leader", "commit_index", "applied_index", "members", "compact_revision", "state_hash", "has_quorum", "journal_entries")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +245,7 @@ class StoreStatusResponse(_message.Message):
     COMPACT_REVISION_FIELD_NUMBER: _ClassVar[int]
     STATE_HASH_FIELD_NUMBER: _ClassVar[int]
     HAS_QUORUM_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     header: StoreResponseHeader
     id: str
     address: str
@@ -255,7 +256,8 @@ class StoreStatusResponse(_message.Message):
     compact_revision: int
     state_hash: str
     has_quorum: bool
-    def __init__(self, header: _Optional[_Union[StoreResponseHeader, _Mapping]] = ..., id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[StoreMember, _Mapping]]] = ..., compact_revision: _Optional[int] = ..., state_hash: _Optional[str] = ..., has_quorum: _Optional[bool] = ...) -> None: ...
+    journal_entries: int
+    def __init__(self, header: _Optional[_Union[StoreResponseHeader, _Mapping]] = ..., id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[StoreMember, _Mapping]]] = ..., compact_revision: _Optional[int] = ..., state_hash: _Optional[str] = ..., has_quorum: _Optional[bool] = ..., journal_entries: _Optional[int] = ...) -> None: ...
 
 class StoreMemberRequest(_message.Message):
     __slots__ = ("address",)
