@@ -473,6 +473,13 @@ def sandbox_labels(spec: PodSandboxSpec) -> dict[str, str]:
     return labels
 
 
+def is_oom_suspected(exit_code: int | None, memory_limited: bool,
+                     stopped_by_runtime: bool) -> bool:
+    """Whether an exit looks like the kernel OOM killer: SIGKILL (137) on a memory-limited
+    container that the runtime did not stop itself."""
+    return exit_code == EXIT_CODE_SIGKILL and memory_limited and not stopped_by_runtime
+
+
 def latest_instances(statuses: Sequence[ContainerStatus]) -> dict[tuple[str, str],
                                                                     ContainerStatus]:
     """The newest instance (highest attempt) of each (pod_uid, container name)."""

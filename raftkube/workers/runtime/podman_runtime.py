@@ -28,7 +28,6 @@ from podman import PodmanClient
 from podman.api import stream_frames
 
 from raftkube.workers.runtime.interface import (
-    EXIT_CODE_SIGKILL,
     LABEL_ATTEMPT,
     LABEL_CONTAINER_NAME,
     LABEL_INIT,
@@ -54,6 +53,7 @@ from raftkube.workers.runtime.interface import (
     PodSandboxStatus,
     RuntimeUnavailableError,
     container_labels,
+    is_oom_suspected,
     sandbox_labels,
 )
 from raftkube.workers.runtime.podman_exec import PodmanExecSession
@@ -420,8 +420,8 @@ class PodmanRuntime:
         with self._stopped_lock:
             stopped_by_us = container_id in self._stopped_by_us
         memory_limited = labels.get(LABEL_MEMORY_LIMITED) == "true"
-        oom = state is ContainerState.EXITED and (oom_killed or (
-            code == EXIT_CODE_SIGKILL and memory_limited and not stopped_by_us))
+        oom = state is ContainerState.EXITED and (
+            oom_killed or is_oom_suspected(code, memory_limited, stopped_by_us))
         return ContainerStatus(
             container_id=container_id, name=labels.get(LABEL_CONTAINER_NAME, ""),
             pod_uid=labels.get(LABEL_POD_UID, ""),
