@@ -7,7 +7,7 @@ per container name (`set_behavior`), else read from the container's environment
 stopped". Time is read from an injectable clock and state advances lazily when observed:
 
     create --> CREATED --start--> RUNNING --(exit_after | oom_after)--> EXITED(code)
-                          \\--fail_start--> EXITED(128), ContainerStartError
+                          \\--fail_start--> stays CREATED, ContainerStartError
     stop: stop signal --> exits after stop_delay (code 128+signal), or, with
           ignore_stop_signal, SIGKILL after the grace period (137)
 
@@ -51,8 +51,6 @@ from raftkube.workers.runtime.interface import (
 from raftkube.workers.runtime.validation import validate_container_spec, validate_sandbox_spec
 
 ENV_PREFIX = "RAFTKUBE_FAKE_"
-# Exit code of a process that could not be started.
-EXIT_CODE_START_FAILED = 128
 
 
 @dataclass(frozen=True)
@@ -334,8 +332,6 @@ class FakeRuntime:
                 return
             now = self.config.clock()
             if behavior.fail_start:
-                container.started_at = now
-                self._finish(container, now, EXIT_CODE_START_FAILED)
                 raise ContainerStartError(f"start {container_id}: {behavior.fail_start}")
             container.started_at = now
             container.logs.extend((now, line.encode() + b"\n") for line in behavior.log_lines)

@@ -293,10 +293,8 @@ class ContainerCreateError(ContainerRuntimeError):
 
 
 class ContainerStartError(ContainerRuntimeError):
-    """The container could not be started (e.g. its command does not exist).
-
-    The container stays, EXITED with a non-zero code, until removed.
-    """
+    """The container could not be started (e.g. its command does not exist), or it has
+    exited already. A container whose start failed stays CREATED until removed."""
 
 
 class InvalidSpecError(ContainerRuntimeError):
@@ -357,8 +355,9 @@ class Runtime(Protocol):
     def start_container(self, container_id: str) -> None:
         """Start a CREATED container. Idempotent on a RUNNING one. Raises
         ContainerNotFoundError when missing, ContainerStartError when the process cannot be
-        started (the container is then EXITED with a non-zero code) or was already EXITED
-        (containers are not restarted: create a new attempt)."""
+        started (the message says why, e.g. command not found; the container stays CREATED,
+        its process never ran: remove it and create a new attempt) or when it has already
+        EXITED (containers are not restarted: create a new attempt)."""
         ...
 
     def stop_container(self, container_id: str, grace_seconds: float) -> ContainerStatus:
