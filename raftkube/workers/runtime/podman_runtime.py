@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,8 @@ _STATES = {
     "exited": ContainerState.EXITED, "stopped": ContainerState.EXITED,
     "removing": ContainerState.EXITED, "unknown": ContainerState.EXITED,
 }
+
+_FRACTION = re.compile(r"\.(\d+)")
 
 
 @dataclass(frozen=True)
@@ -554,16 +557,15 @@ def _parse_time(value: Any) -> datetime | None:
     if text.startswith("0001-01-01"):
         return None
     text = text.replace("Z", "+00:00")
-    if "." in text:
-        head, rest = text.split(".", 1)
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    fraction = _FRACTION.search(text)
+    if fraction:  # Python reads at most microseconds: cut nanoseconds to six digits
+        digits = fraction.group(1)[:6].ljust(6, "0")
+        text = f"{text[:fraction.start()]}.{digits}{text[fraction.end():]}"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _epoch(value: Any) -> datetime | None:
