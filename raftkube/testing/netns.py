@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import secrets
 import select
@@ -322,6 +323,26 @@ class NetnsCluster:
             self.stop(proc)
             raise NetnsError(f"echo_http {name} in {netns} did not start: {line!r}")
         return proc
+
+    def http_probe(self, netns: str, url: str, count: int = 10, timeout: float = 3.0,
+                   keepalive: bool = False, concurrency: int = 1, host_header: str = "",
+                   duration_s: float = 0.0) -> dict:
+        """Run raftkube.testing.http_probe inside `netns`; returns its JSON result."""
+        argv = [sys.executable, "-m", "raftkube.testing.http_probe", "--url", url,
+                "--count", str(count), "--timeout", str(timeout),
+                "--concurrency", str(concurrency)]
+        if keepalive:
+            argv.append("--keepalive")
+        if host_header:
+            argv += ["--host", host_header]
+        if duration_s:
+            argv += ["--duration", str(duration_s)]
+        env = dict(os.environ, PYTHONPATH=_project_root())
+        proc = subprocess.run([*netns_prefix(netns), *argv], capture_output=True, text=True,
+                              env=env, timeout=max(60.0, duration_s * 2 + count * timeout))
+        if proc.returncode != 0:
+            raise NetnsError(f"http_probe in {netns} failed: {proc.stderr.strip()}")
+        return json.loads(proc.stdout)
 
     def stop(self, proc: subprocess.Popen, timeout: float = 5.0) -> None:
         """Stop a process started by `popen` (SIGTERM, then SIGKILL). Idempotent."""
