@@ -339,7 +339,8 @@ class NetnsCluster:
             argv += ["--duration", str(duration_s)]
         env = dict(os.environ, PYTHONPATH=_project_root())
         proc = subprocess.run([*netns_prefix(netns), *argv], capture_output=True, text=True,
-                              env=env, timeout=max(60.0, duration_s * 2 + count * timeout))
+                              env=env, timeout=60.0 + (duration_s * 2 if duration_s
+                                                         else count * timeout))
         if proc.returncode != 0:
             raise NetnsError(f"http_probe in {netns} failed: {proc.stderr.strip()}")
         return json.loads(proc.stdout)

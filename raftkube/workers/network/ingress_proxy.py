@@ -464,3 +464,57 @@ class _NullWriter:
 
     async def drain(self) -> None:
         return
+
+
+def ingress_from_json(data: dict) -> tuple[list[Ingress], list[Service]]:
+    """Ingresses and services from plain JSON (the --routes file of the command line).
+
+    {"ingresses": [{"namespace", "name", "default_backend": {"namespace", "service",
+    "port"}, "rules": [{"host", "paths": [{"path", "path_type", "backend": {...}}]}]}],
+     "services": [like dns_server.services_from_json]}
+    """
+    from raftkube.workers.network.dns_server import services_from_json
+    from raftkube.workers.network.ingress_routes import IngressPath, IngressRule
+
+    def ref(d: dict) -> BackendRef:
+        return BackendRef(d["namespace"], d["service"], d["port"])
+
+    ingresses = []
+    for i, item in enumerate(data.get("ingresses", [])):
+        try:
+            ingresses.append(Ingress(
+                namespace=item["namespace"], name=item["name"],
+                default_backend=ref(item["default_backend"]) if item.get(
+                    "default_backend") else None,
+                rules=tuple(IngressRule(r.get("host", ""), tuple(
+                    IngressPath(p["path"], p.get("path_type", "Prefix"), ref(p["backend"]))
+                    for p in r.get("paths", []))) for r in item.get("rules", []))))
+        except KeyError as exc:
+            raise ValueError(f"ingresses[{i}]: missing field {exc}") from exc
+    return ingresses, services_from_json(data.get("services", []))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve Ingress routes from a JSON file until killed (prints `ready PORT`)."""
+    import argparse
+    import json
+
+    from raftkube.logging_config import LoggingConfig, configure_logging
+
+    parser = argparse.ArgumentParser(description="raftkube ingress proxy")
+    parser.add_argument("--listen", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--routes", required=True, help="JSON file, see ingress_from_json")
+    args = parser.parse_args(argv)
+    configure_logging(LoggingConfig(component="ingress"))
+    with open(args.routes, encoding="utf-8") as fh:
+        ingresses, services = ingress_from_json(json.load(fh))
+    proxy = IngressProxy(IngressProxyConfig(listen_address=args.listen, port=args.port))
+    proxy.update(ingresses, services)
+    proxy.start()
+    print(f"ready {proxy.port}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
