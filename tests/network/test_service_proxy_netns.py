@@ -207,3 +207,36 @@ def test_sync_skips_no_op_and_close_removes_the_table(env: Env) -> None:
     assert proxy.table not in listed
     proc = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
     assert proxy.table not in proc.stdout
+
+
+def test_service_keeps_answering_while_pods_are_replaced(env: Env) -> None:
+    """Rolling replacement: a new pod joins, the old one leaves the endpoints, then dies."""
+    c, h0, h1 = env.cluster, env.cluster.hosts[0], env.cluster.hosts[1]
+    env.sync_all(env.model(env.pod_a, env.pod_b))
+    replaced: list[str] = []
+    errors: list[BaseException] = []
+
+    def replace_pods() -> None:
+        try:
+            current = [env.pod_a, env.pod_b]
+            for round_no in range(4):
+                old = current.pop(0)
+                new = c.add_pod(h0 if round_no % 2 == 0 else h1)
+                c.start_echo_http(new.netns, 8080, f"gen{round_no}")
+                env.sync_all(env.model(*current, new))
+                time.sleep(0.3)  # grace period: connections already on `old` finish
+                c.remove_pod(old)
+                current.append(new)
+                replaced.append(new.name)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=replace_pods)
+    thread.start()
+    result = c.http_probe(h1.netns, url(VIP), count=100_000, concurrency=2, duration_s=8)
+    thread.join()
+    assert not errors, errors
+    assert len(replaced) == 4
+    assert result["fail"] == 0, result["errors"]
+    assert result["ok"] > 100
+    assert any(name.startswith("gen") for name in result["pods"]), result["pods"]
