@@ -125,7 +125,10 @@ def test_nft_accepts_the_scripts() -> None:
     m1 = ProxyModel((web(EPS, session_affinity="ClientIP"),))
     m2 = ProxyModel((web(EPS[:1]),))
     r1, r2 = render_table(m1, CFG), render_table(m2, CFG)
-    for script in (full_script(r1), full_script(render_table(ProxyModel(()), CFG))):
+    local = RulesConfig(table="raftkube_t2", node_ports_on_localhost=True,
+                        node_port_addresses=("192.168.1.5",), balancing="round_robin")
+    for script in (full_script(r1), full_script(render_table(ProxyModel(()), CFG)),
+                   full_script(render_table(m1, local))):
         proc = subprocess.run(["nft", "-c", "-f", "-"], input=script, capture_output=True,
                               text=True)
         assert proc.returncode == 0, proc.stderr

@@ -155,6 +155,24 @@ def test_node_port_from_outside_the_cluster_reaches_both_pods(env: Env) -> None:
     assert "ConnectionRefusedError" in result["errors"][0]
 
 
+def test_node_port_on_localhost_when_enabled(env: Env) -> None:
+    h0 = env.cluster.hosts[0]
+    proxy = ServiceProxy(ServiceProxyConfig(netns=h0.netns, rules=RulesConfig(
+        table=f"raftkube_{secrets.token_hex(3)}", node_ports_on_localhost=True,
+        cluster_cidr=str(env.cluster.pod_cluster_cidr))))
+    try:
+        env.proxies[0].close()
+        proxy.sync(env.model(env.pod_a, env.pod_b))
+        result = env.cluster.http_probe(h0.netns, url("127.0.0.1", NODE_PORT), count=30)
+        assert result["fail"] == 0, result["errors"]
+        assert set(result["pods"]) == {"A", "B"}
+        proxy.sync(env.model())
+        result = env.cluster.http_probe(h0.netns, url("127.0.0.1", NODE_PORT), count=1)
+        assert "ConnectionRefusedError" in result["errors"][0]
+    finally:
+        proxy.close()
+
+
 def test_hairpin_pod_reaches_itself_through_its_service(env: Env) -> None:
     env.sync_all(env.model(env.pod_a))
     result = env.cluster.http_probe(env.pod_a.netns, url(VIP), count=10)

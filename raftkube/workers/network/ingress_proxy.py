@@ -266,8 +266,8 @@ class IngressProxy:
         try:
             while True:
                 try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                                  self.config.client_idle_timeout_s)
+                    async with asyncio.timeout(self.config.client_idle_timeout_s):
+                        head = await reader.readuntil(b"\r\n\r\n")
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
                     return
                 except asyncio.LimitOverrunError:
@@ -354,9 +354,9 @@ class IngressProxy:
             if not r.at_eof() and not w.is_closing():
                 return r, w
             w.close()
-        r, w = await asyncio.wait_for(
-            asyncio.open_connection(addr[0], addr[1], limit=self.config.max_head_bytes),
-            self.config.connect_timeout_s)
+        async with asyncio.timeout(self.config.connect_timeout_s):
+            r, w = await asyncio.open_connection(addr[0], addr[1],
+                                                 limit=self.config.max_head_bytes)
         return r, w
 
     def _release(self, addr: tuple[str, int], conn: tuple[asyncio.StreamReader,
@@ -406,8 +406,8 @@ class IngressProxy:
                                   cwriter: asyncio.StreamWriter
                                   ) -> tuple[int, str, list[tuple[str, str]]]:
         while True:
-            raw = await asyncio.wait_for(br.readuntil(b"\r\n\r\n"),
-                                         self.config.response_timeout_s)
+            async with asyncio.timeout(self.config.response_timeout_s):
+                raw = await br.readuntil(b"\r\n\r\n")
             start, headers = _parse_head(raw[:-4])
             parts = start.split(" ", 2)
             status = int(parts[1])

@@ -51,6 +51,9 @@ class RulesConfig:
     node_port_addresses: addresses NodePorts answer on; empty = every local address
         except 127.0.0.0/8 (`fib daddr type local`).
     balancing: "random" (numgen random) or "round_robin" (numgen inc).
+    node_ports_on_localhost: also answer NodePorts on 127.0.0.1 for processes of the node
+        itself (output hook only; needs net.ipv4.conf.all.route_localnet=1, which
+        ServiceProxy sets; the traffic is masqueraded so replies can come back).
     """
 
     table: str = "raftkube_proxy"
@@ -59,6 +62,7 @@ class RulesConfig:
     service_cidr: str = "10.96.0.0/16"
     node_port_addresses: tuple[str, ...] = ()
     balancing: str = "random"
+    node_ports_on_localhost: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,9 @@ class _Builder:
             "nat_prerouting": ["type nat hook prerouting priority dstnat; policy accept;",
                                "jump services"],
             "nat_output": ["type nat hook output priority -100; policy accept;",
-                           "jump services"],
+                           "jump services", *(
+                               ["ip daddr 127.0.0.1 meta l4proto . th dport vmap @node_ports"]
+                               if cfg.node_ports_on_localhost else [])],
             "nat_postrouting": ["type nat hook postrouting priority srcnat; policy accept;",
                                 "jump masquerading"],
             "filter_input": ["type filter hook input priority -110; policy accept;",
@@ -172,7 +178,9 @@ class _Builder:
                                "ct state new jump service_check"],
             "filter_output": ["type filter hook output priority -90; policy accept;",
                               "ct state new jump service_check",
-                              f"ct state new {local} jump node_port_check"],
+                              f"ct state new {local} jump node_port_check", *(
+                                  ["ct state new ip daddr 127.0.0.1 jump node_port_check"]
+                                  if cfg.node_ports_on_localhost else [])],
         }
         helpers = {
             "services": ["ip daddr . meta l4proto . th dport vmap @service_ips",

@@ -113,6 +113,8 @@ class ServiceProxy:
         """
         with self._lock:
             rendered = render_table(model, self.config.rules)
+            if self.config.rules.node_ports_on_localhost and self._applied is None:
+                self._enable_route_localnet()
             if self._applied is not None and self._applied == rendered:
                 self._model = model
                 return False
@@ -131,6 +133,15 @@ class ServiceProxy:
             self.applies += 1
         self._flush_stale_udp(stale_udp_flows(previous_model, model))
         return True
+
+    def _enable_route_localnet(self) -> None:
+        proc = subprocess.run([*self._prefix(), "sysctl", "-qw",
+                               "net.ipv4.conf.all.route_localnet=1"],
+                              capture_output=True, text=True,
+                              timeout=self.config.command_timeout_s)
+        if proc.returncode != 0:
+            raise NftError(f"sysctl route_localnet (for NodePorts on 127.0.0.1): "
+                           f"{proc.stderr.strip()}")
 
     def resync(self) -> None:
         """Re-apply the last model from scratch (repairs outside changes). No-op before the
