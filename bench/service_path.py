@@ -8,11 +8,13 @@ Topology (network namespaces on this machine, nothing leaves it):
         client pod --(ingress proxy on h0 :80)-------------> h1: server pod :8080
 
 Load is bounded: each mode runs `--duration` seconds with `--concurrency` client threads,
-alternating modes for `--rounds` rounds; the figure per mode is the median round.
+in a shuffled order per round, for `--rounds` rounds; figures are medians over rounds,
+and 'vs direct' is the median of the per-round ratios (robust to load drifting on a
+shared machine).
 Two client styles: a new TCP connection per request (what the DNAT path pays for) and
 keep-alive. Run as root:
 
-    /work/venv/bin/python bench/service_path.py [--duration 4] [--rounds 3]
+    /work/venv/bin/python bench/service_path.py [--duration 2] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import secrets
 import select
 import statistics
@@ -72,10 +75,12 @@ def start_ready(cluster: NetnsCluster, netns: str, argv: list[str]) -> subproces
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per mode/round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per mode/round")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1, help="seed of the mode order shuffle")
     args = parser.parse_args()
+    rng = random.Random(args.seed)
     if os.geteuid() != 0:
         sys.exit("run as root (network namespaces and nftables)")
 
@@ -109,30 +114,40 @@ def main() -> None:
             modes = {"direct": f"http://{server.ip}:8080/", "clusterip": f"http://{VIP}/",
                      "ingress": f"http://{h0.pod_gateway}/"}
             results: dict[tuple[str, bool], list[dict]] = {}
+            order = list(modes)
             for keepalive in (False, True):
-                for _ in range(args.rounds):
-                    for mode, url in modes.items():
-                        r = cluster.http_probe(client.netns, url, count=10_000_000,
+                for round_no in range(args.rounds):
+                    rng.shuffle(order)
+                    row = {}
+                    for mode in order:
+                        r = cluster.http_probe(client.netns, modes[mode], count=10_000_000,
                                                concurrency=args.concurrency,
                                                keepalive=keepalive, duration_s=args.duration)
                         if r["fail"]:
                             raise RuntimeError(f"{mode}: {r['fail']} failures: {r['errors']}")
                         lat = r["latencies_ms"]
-                        results.setdefault((mode, keepalive), []).append({
-                            "rps": r["ok"] / r["elapsed_s"], "p50": percentile(lat, 50),
-                            "p99": percentile(lat, 99)})
-        print(f"\nservice path benchmark: {args.rounds} rounds x {args.duration:.0f} s per mode, "
-              f"{args.concurrency} client threads, client pod on node h0, server pod on h1")
+                        row[mode] = {"rps": r["ok"] / r["elapsed_s"],
+                                     "p50": percentile(lat, 50), "p99": percentile(lat, 99)}
+                    for mode, figures in row.items():
+                        figures["ratio"] = figures["rps"] / row["direct"]["rps"]
+                        results.setdefault((mode, keepalive), []).append(figures)
+                    print(f"round {round_no + 1}/{args.rounds} "
+                          f"{'keep-alive' if keepalive else 'new/request'}: " + ", ".join(
+                              f"{m} {row[m]['rps']:.0f}/s" for m in modes), flush=True)
+        print(f"\nservice path benchmark: {args.rounds} rounds x {args.duration:.0f} s per mode "
+              f"(order shuffled per round), {args.concurrency} client threads, client pod on "
+              "node h0, server pod on h1")
+        print("figures: medians over rounds; 'vs direct' = median of per-round ratios")
         print(f"{'connection':<12}{'path':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'vs direct':>11}")
         for keepalive in (False, True):
-            direct_rps = statistics.median(x["rps"] for x in results[("direct", keepalive)])
             for mode in modes:
-                rounds = sorted(results[(mode, keepalive)], key=lambda x: x["rps"])
-                mid = rounds[len(rounds) // 2]
+                rounds = results[(mode, keepalive)]
+                med = {k: statistics.median(x[k] for x in rounds)
+                       for k in ("rps", "p50", "p99", "ratio")}
                 print(f"{'keep-alive' if keepalive else 'new/request':<12}{mode:<11}"
-                      f"{mid['rps']:>9.0f}{mid['p50']:>9.2f}{mid['p99']:>9.2f}"
-                      f"{mid['rps'] / direct_rps:>10.2f}x")
+                      f"{med['rps']:>9.0f}{med['p50']:>9.2f}{med['p99']:>9.2f}"
+                      f"{med['ratio']:>10.2f}x")
         print("target: ClusterIP >= 0.9x direct")
     finally:
         if proxy is not None:
