@@ -209,6 +209,7 @@ class NetnsCluster:
         prefixlen = self._subnet.prefixlen
         _run(["ip", "link", "add", self.bridge, "type", "bridge"], t)
         self._bridge_created = True
+        self._record()
         _run(["ip", "addr", "add", f"{self.gateway}/{prefixlen}", "dev", self.bridge], t)
         _run(["ip", "link", "set", self.bridge, "up"], t)
         pod_subnets = list(self._pod_cluster.subnets(new_prefix=24))
@@ -242,6 +243,7 @@ class NetnsCluster:
     def _add_netns(self, netns: str) -> None:
         _run(["ip", "netns", "add", netns], self.config.command_timeout_s)
         self._created_netns.append(netns)
+        self._record()
 
     def add_pod(self, host: Host, index: int | None = None) -> Pod:
         """Create a pod namespace on `host`'s pod bridge with IP pod_cidr.<index>.
@@ -437,6 +439,66 @@ class NetnsCluster:
                 time.sleep(0.1)
             self._bridge_created = False
         self.hosts.clear()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(RUNS_DIR, f"{self.run_id}.json"))
+
+    def _record(self) -> None:
+        """Write what this run created, so `reap_orphaned_runs` can remove it should this
+        process die before teardown (SIGKILL, crash)."""
+        os.makedirs(RUNS_DIR, exist_ok=True)
+        data = {"pid": os.getpid(), "start": _start_time(os.getpid()),
+                "netns": list(self._created_netns),
+                "bridge": self.bridge if self._bridge_created else ""}
+        path = os.path.join(RUNS_DIR, f"{self.run_id}.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(path + ".tmp", path)
+
+
+RUNS_DIR = "/run/raftkube-netns-runs"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def reap_orphaned_runs() -> list[str]:
+    """Remove namespaces and bridges of earlier runs whose process is gone.
+
+    Only what a NetnsCluster recorded in RUNS_DIR is touched. Returns the run ids reaped.
+    """
+    reaped = []
+    try:
+        names = os.listdir(RUNS_DIR)
+    except FileNotFoundError:
+        return reaped
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(RUNS_DIR, name)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if data.get("start") and _start_time(int(data["pid"])) == data["start"]:
+            continue  # its process is alive
+        for netns in reversed(data.get("netns", [])):
+            pids = _run(["ip", "netns", "pids", netns], 10, check=False).stdout.split()
+            for word in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(word), signal.SIGKILL)
+            _run(["ip", "netns", "del", netns], 10, check=False)
+        if data.get("bridge"):
+            _run(["ip", "link", "del", data["bridge"]], 10, check=False)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        reaped.append(name[:-5])
+    return reaped
 
 
 def _project_root() -> str:

@@ -7,7 +7,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from raftkube.testing.netns import NetnsCluster, NetnsConfig, require_netns_tools
+from raftkube.testing.netns import (
+    NetnsCluster,
+    NetnsConfig,
+    reap_orphaned_runs,
+    require_netns_tools,
+)
 
 
 def _require_root_and_tools() -> None:
@@ -22,6 +27,7 @@ def _require_root_and_tools() -> None:
 def make_netns_cluster() -> Iterator[Callable[..., NetnsCluster]]:
     """Factory: make_netns_cluster(hosts=3) -> a set-up NetnsCluster, torn down after."""
     _require_root_and_tools()
+    reap_orphaned_runs()
     made: list[NetnsCluster] = []
 
     def make(**kwargs: object) -> NetnsCluster:

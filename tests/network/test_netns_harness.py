@@ -12,6 +12,7 @@ from raftkube.testing.netns import (
     NetnsCluster,
     NetnsConfig,
     netem_available,
+    reap_orphaned_runs,
 )
 
 pytestmark = pytest.mark.netns
@@ -82,3 +83,20 @@ def test_delay_either_works_or_says_netem_is_missing(netns_cluster: NetnsCluster
     else:
         with pytest.raises(DelayUnsupportedError, match="netem"):
             netns_cluster.add_delay(host, 5)
+
+
+def test_orphaned_run_of_a_killed_process_is_reaped() -> None:
+    code = ("import os,sys;sys.path.insert(0,'.');"
+            "from raftkube.testing.netns import NetnsCluster,NetnsConfig;"
+            "c=NetnsCluster(NetnsConfig(hosts=1)).setup();print(c.prefix,c.bridge,flush=True);"
+            "os.kill(os.getpid(),9)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9
+    prefix, bridge = proc.stdout.strip().splitlines()[-1].split()
+    assert prefix in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                    text=True).stdout
+    assert prefix.removeprefix("rk-") in reap_orphaned_runs()
+    assert prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                        text=True).stdout
+    assert bridge not in subprocess.run(["ip", "-o", "link"], capture_output=True,
+                                        text=True).stdout
