@@ -190,3 +190,29 @@ def test_match_prefers_exact_then_longest_prefix() -> None:
     assert name("/foo/bar") == "bar"
     assert name("/foo/barn") == "foo"
     assert name("/foobar") == "root"
+
+
+def test_backend_breaking_off_its_response_gives_502(proxy: IngressProxy,
+                                                      backends: dict[str, Backend]) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def broken() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
+        conn.close()
+
+    thread = threading.Thread(target=broken, daemon=True)
+    thread.start()
+    try:
+        proxy.update([Ingress("default", "b", rules=(IngressRule("", (path("/", "half"),)),))],
+                     [svc("half", listener.getsockname()[1])])
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
+        status, body = get(conn, "x", "/")
+        assert status == 502
+        assert b"broke off its response" in body
+    finally:
+        thread.join(5)
+        listener.close()

@@ -38,6 +38,7 @@ log = get_logger(__name__)
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "upgrade", "proxy-authenticate", "proxy-authorization"})
+SMALL_BODY = 65536  # responses up to this size are relayed in one write
 REASONS = {400: "Bad Request", 404: "Not Found", 502: "Bad Gateway",
            503: "Service Unavailable", 504: "Gateway Timeout"}
 
@@ -435,10 +436,23 @@ class IngressProxy:
             out.append(("Transfer-Encoding", "chunked"))
         out.append(("Connection", "keep-alive" if client_keep else "close"))
         status_line = f"HTTP/1.1 {start.split(' ', 1)[1]}"
-        cwriter.write((status_line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in out)
-                       + "\r\n").encode("latin-1"))
+        head = (status_line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in out)
+                + "\r\n").encode("latin-1")
         try:
-            await _copy_body(br, cwriter, kind, length)
+            if kind == "length" and length <= SMALL_BODY:
+                # one write (one syscall) for head and a small body
+                try:
+                    body = await br.readexactly(length) if length else b""
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    bw.close()
+                    await self._reply(cwriter, 502, f"endpoint {addr[0]}:{addr[1]} broke off "
+                                      f"its response: {type(exc).__name__}", close=True)
+                    return False
+                cwriter.write(head + body)
+                await cwriter.drain()
+            else:
+                cwriter.write(head)
+                await _copy_body(br, cwriter, kind, length)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             bw.close()
             return False  # the response is cut; the client sees the connection close
