@@ -216,3 +216,18 @@ def test_backend_breaking_off_its_response_gives_502(proxy: IngressProxy,
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_expect_100_continue_is_answered_by_the_proxy(proxy: IngressProxy) -> None:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"POST /api HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"hello")
+        data = b""
+        while not data.endswith(b"}"):
+            chunk = s.recv(65536)
+            assert chunk
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK")
+        assert b'"body_len": 5' in data

@@ -326,7 +326,11 @@ class IngressProxy:
             return client_keep
         out_headers = [(k, v) for k, v in headers
                        if k.lower() not in HOP_BY_HOP and k.lower() not in tokens
-                       and not k.lower().startswith("x-forwarded-")]
+                       and k.lower() != "expect" and not k.lower().startswith("x-forwarded-")]
+        has_body = body_kind == "chunked" or body_len > 0
+        if has_body and (_get(headers, "expect") or "").lower() == "100-continue":
+            # answered here, so the client sends its body while we stream it on
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         prior = _get(headers, "x-forwarded-for")
         out_headers.append(("X-Forwarded-For", f"{prior}, {client_ip}" if prior else client_ip))
         out_headers.append(("X-Forwarded-Proto", _get(headers, "x-forwarded-proto") or "http"))
@@ -335,7 +339,6 @@ class IngressProxy:
             out_headers.append(("Transfer-Encoding", "chunked"))
         out_head = (f"{method} {target} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in out_headers) + "\r\n").encode("latin-1")
-        has_body = body_kind == "chunked" or body_len > 0
         try:
             return await self._forward(backend, endpoints, method, out_head, has_body,
                                        body_kind, body_len, reader, writer, client_keep)
