@@ -12,6 +12,7 @@ from raftkube.workers.network.dns_server import (
     DnsConfig,
     DnsServer,
     build_records,
+    pod_dns_settings,
     pod_resolv_conf,
 )
 from raftkube.workers.network.model import Endpoint, Service, ServicePort
@@ -127,6 +128,14 @@ def test_resolv_conf_for_pods() -> None:
         "nameserver 10.0.0.10\n"
         "search prod.svc.cluster.local svc.cluster.local cluster.local\n"
         "options ndots:5\n")
+
+
+def test_pod_dns_settings_match_resolv_conf() -> None:
+    settings = pod_dns_settings("prod", "10.0.0.10", "corp.internal")
+    assert settings.servers == ("10.0.0.10",)
+    assert settings.searches == ("prod.svc.corp.internal", "svc.corp.internal",
+                                 "corp.internal")
+    assert settings.options == ("ndots:5",)
 
 
 def test_records_are_pure_and_hold_intermediate_names() -> None:

@@ -107,6 +107,7 @@ def test_podman_network_is_created_once_and_mismatch_is_an_error(tmp_path: Path)
         info = json.loads(subprocess.run(["podman", "network", "inspect", name], env=env,
                                          capture_output=True, text=True).stdout)[0]
         assert info["subnets"][0] == {"subnet": "10.244.77.0/24", "gateway": "10.244.77.1"}
+        assert info["dns_enabled"] is False
         with pytest.raises(RouteError, match="exists with subnets"):
             ensure_podman_network(PodmanNetworkSpec(name, "10.244.78.0/24"), env=env)
     finally:

@@ -130,6 +130,25 @@ def pod_resolv_conf(namespace: str, nameserver: str, cluster_domain: str = "clus
             f"options ndots:{ndots}\n")
 
 
+@dataclass(frozen=True)
+class PodDnsSettings:
+    """The resolver settings of a pod, as container runtimes take them (Podman:
+    dns_server, dns_search, dns_option); same content as `pod_resolv_conf`."""
+
+    servers: tuple[str, ...]
+    searches: tuple[str, ...]
+    options: tuple[str, ...]
+
+
+def pod_dns_settings(namespace: str, nameserver: str, cluster_domain: str = "cluster.local",
+                     ndots: int = 5) -> PodDnsSettings:
+    """Resolver settings for a pod in `namespace` using the node DNS at `nameserver`."""
+    d = _norm(cluster_domain)
+    return PodDnsSettings(servers=(nameserver,),
+                          searches=(f"{namespace}.svc.{d}", f"svc.{d}", d),
+                          options=(f"ndots:{ndots}",))
+
+
 def answer_query(request: DNSRecord, records: RecordSet, config: DnsConfig
                  ) -> DNSRecord | None:
     """Pure: the reply for a cluster-domain question, or None when the name is outside the

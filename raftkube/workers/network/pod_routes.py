@@ -211,6 +211,9 @@ def ensure_podman_network(spec: PodmanNetworkSpec, netns: str | None = None,
     """Create the Podman network if absent (through the podman CLI of that host: `netns`
     and `env`, e.g. CONTAINERS_CONF). Returns True when created, False when it existed
     with the same subnet. Raises RouteError when it exists with another subnet or gateway.
+
+    Podman's own DNS (aardvark-dns on the gateway, port 53) is disabled: the node DNS
+    server answers pods instead.
     """
     gateway = spec.resolved_gateway()
     prefix = _ns_prefix(netns)
@@ -228,8 +231,8 @@ def ensure_podman_network(spec: PodmanNetworkSpec, netns: str | None = None,
             raise RouteError(f"podman network {spec.name} exists with subnets {subnets}, "
                              f"wanted {spec.subnet} gateway {gateway}")
         return False
-    created = podman_cmd("network", "create", "--subnet", spec.subnet, "--gateway", gateway,
-                         spec.name)
+    created = podman_cmd("network", "create", "--disable-dns", "--subnet", spec.subnet,
+                         "--gateway", gateway, spec.name)
     if created.returncode != 0:
         raise RouteError(f"podman network create {spec.name}: {created.stderr.strip()}")
     return True
