@@ -18,6 +18,7 @@ from raftkube.testing.chaos.linearizability import (
     UNKNOWN,
     UNKNOWN_OUTPUT,
     Model,
+    RegisterModel,
     check,
 )
 from raftkube.testing.chaos.synthetic import SyntheticConfig, register_history
@@ -232,3 +233,68 @@ def max_in_flight(ops: list[Operation]) -> int:
         level += delta
         best = max(best, level)
     return best
+
+
+def brute_force_linearizable(ops: list[Operation]) -> bool:
+    """Every subset of unknown ops, every order respecting real time, on a plain dict."""
+    model = RegisterModel()
+    done = [o for o in ops if o.status == OK]
+    maybe = [o for o in ops if o.status == INFO]
+    for mask in range(1 << len(maybe)):
+        chosen = done + [o for n, o in enumerate(maybe) if mask >> n & 1]
+        for order in itertools.permutations(chosen):
+            if any(b.complete_time < a.invoke_time
+                   for n, a in enumerate(order) for b in order[n + 1:]):
+                continue
+            states: dict[Any, Any] = {}
+            legal = True
+            for o in order:
+                out = o.output if o.status == OK else UNKNOWN_OUTPUT
+                legal, states[o.key] = model.step(states.get(o.key), o.f, o.input, out)
+                if not legal:
+                    break
+            if legal:
+                return True
+    return False
+
+
+small_op = st.tuples(
+    st.sampled_from(["get", "put", "cas"]), st.sampled_from(["a", "b"]),
+    st.integers(0, 3), st.integers(0, 3), st.booleans(),
+    st.floats(0, 10), st.floats(0, 3), st.sampled_from([OK, OK, INFO, FAIL]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(small_op, min_size=1, max_size=6))
+def test_checker_agrees_with_brute_force_on_small_histories(rows: list[Any]) -> None:
+    ops = []
+    for process, (f, key, a, b, swapped, start, length, status) in enumerate(rows):
+        if f == "get":
+            inp, out = None, (None if a == 0 else a)
+        elif f == "put":
+            inp, out = a, None
+        else:
+            inp, out = [None if a == 0 else a, b], swapped
+        ops.append(op(process, f, key, inp, out, start, start + length, status))
+    result = check(ops, time_limit=30)
+    assert result.outcome != UNKNOWN
+    assert result.valid == brute_force_linearizable(ops), result.summary()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(small_op, min_size=1, max_size=6))
+def test_checker_agrees_with_brute_force_with_unique_writes(rows: list[Any]) -> None:
+    # Unique written values (as the workloads write): exercises the observed-write rules.
+    ops = []
+    for process, (f, key, a, _b, swapped, start, length, status) in enumerate(rows):
+        seen = None if a == 0 else 10 + a
+        if f == "get":
+            inp, out = None, seen
+        elif f == "put":
+            inp, out = 10 + process, None
+        else:
+            inp, out = [seen, 10 + process], swapped
+        ops.append(op(process, f, key, inp, out, start, start + length, status))
+    result = check(ops, time_limit=30)
+    assert result.outcome != UNKNOWN
+    assert result.valid == brute_force_linearizable(ops), result.summary()

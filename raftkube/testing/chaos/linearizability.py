@@ -5,7 +5,9 @@ operations become call and return entries in time order, kept in a doubly linked
 search repeatedly picks a pending call that the model accepts, removes it and its return
 from the list, and backtracks when it meets a return whose operation it has not
 linearized yet. A cache of (set of linearized operations as a bitset, model state) prunes
-every configuration that was already explored.
+every configuration that was already explored; for operations with unknown outcome it
+prunes by inclusion (a configuration that linearized more optional operations than an
+explored one with the same state and the same required operations can do nothing new).
 
 The history is first split into independent partitions (P-compositionality: a history of
 a map of registers is linearizable iff each key's sub-history is), and each partition is
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,19 @@ class _Unknown:
 
 
 UNKNOWN_OUTPUT = _Unknown()
+
+
+class _Unobserved:
+    """The representative of written values that no operation ever observes."""
+
+    def __repr__(self) -> str:
+        return "<unobserved value>"
+
+    def __reduce__(self) -> str:
+        return "UNOBSERVED"
+
+
+UNOBSERVED = _Unobserved()
 
 
 class Model(ABC):
@@ -80,6 +95,25 @@ class Model(ABC):
     def read_only(self, f: str) -> bool:
         """True when `f` never changes the state (unknown-outcome reads are then dropped)."""
         return False
+
+    def blind(self, f: str, input: Any) -> bool:
+        """True when `f(input)` is always legal and its new state ignores the old one (a
+        blind write). The search then never linearizes it right after an unknown-outcome
+        operation: the same result is reached by skipping that operation."""
+        return False
+
+    def canonical(self, ops: Sequence[Operation]) -> list[tuple[str, Any, Any]]:
+        """The (f, input, output) the search passes to `step` for each operation: frozen
+        values (lists as tuples), UNKNOWN_OUTPUT for unknown outcomes. A model may map
+        values that no operation can tell apart to one representative (fewer states)."""
+        return [(op.f, freeze(op.input),
+                 freeze(op.output) if op.status == OK else UNKNOWN_OUTPUT) for op in ops]
+
+    def prepare(self, ops: Sequence[Operation]) -> list[Operation]:
+        """Refine one partition before the search (default: unchanged). A model may turn an
+        unknown-outcome operation whose effect was observed into a completed one, with a
+        return time no later than the first completed observation; it must stay sound."""
+        return list(ops)
 
 
 def freeze(value: Any) -> Hashable:
@@ -131,6 +165,71 @@ class RegisterModel(Model):
     def read_only(self, f: str) -> bool:
         return f == "get"
 
+    def blind(self, f: str, input: Any) -> bool:
+        return f in ("put", "delete")
+
+    def canonical(self, ops: Sequence[Operation]) -> list[tuple[str, Any, Any]]:
+        """Written values that no get returns and no cas expects are indistinguishable:
+        they all become UNOBSERVED, so states that differ only by them are one state."""
+        observed: set[Hashable] = {None}
+        for op in ops:
+            if op.f == "get" and op.status == OK:
+                observed.add(freeze(op.output))
+            elif op.f == "cas":
+                observed.add(freeze(op.input[0]))
+        out = super().canonical(ops)
+        for n, (f, inp, res) in enumerate(out):
+            if f == "put" and inp not in observed:
+                out[n] = (f, UNOBSERVED, res)
+            elif f == "cas" and inp[1] not in observed:
+                out[n] = (f, (inp[0], UNOBSERVED), res)
+        return out
+
+    def prepare(self, ops: Sequence[Operation]) -> list[Operation]:
+        """Unknown writes whose value was observed certainly happened.
+
+        Only for values written by exactly one operation (the workloads write unique
+        values): if an ok get returned it, or an ok cas swapped from it, the unknown put or
+        cas that wrote it took effect before that observer returned. It becomes an ok
+        operation (a cas with output True) completing at the earliest such return.
+        """
+        writers: dict[Hashable, list[Operation]] = {}
+        for op in ops:
+            written = _written_value(op)
+            if written is not None:
+                writers.setdefault(written, []).append(op)
+        first_seen: dict[Hashable, float] = {}
+        for op in ops:
+            if op.status != OK:
+                continue
+            seen = None
+            if op.f == "get":
+                seen = freeze(op.output)
+            elif op.f == "cas" and op.output:
+                seen = freeze(op.input[0])
+            if seen is not None:
+                first_seen[seen] = min(first_seen.get(seen, math.inf), op.complete_time)
+        out = []
+        for op in ops:
+            value = _written_value(op)
+            if (op.status == INFO and value is not None and len(writers[value]) == 1
+                    and value in first_seen):
+                observed = first_seen[value]
+                op = Operation(op.op_id, op.process, op.f, op.key, op.input,
+                               True if op.f == "cas" else None, OK, op.invoke_time,
+                               max(op.invoke_time, observed),
+                               f"outcome unknown; observed by t={observed:.3f}")
+            out.append(op)
+        return out
+
+
+def _written_value(op: Operation) -> Hashable:
+    if op.f == "put":
+        return freeze(op.input)
+    if op.f == "cas":
+        return freeze(op.input[1])
+    return None
+
 
 def describe_op(op: Operation) -> str:
     """One readable line: `p3 cas(k1, [1, 2]) -> True  [1.203, 1.250] ok`."""
@@ -163,9 +262,16 @@ class Failure:
                  f"t={self.prefix_end:.3f} ({len(self.prefix_ops)} operations)",
                  f"  cannot linearize: {describe_op(self.culprit)}",
                  "  concurrent with it:"]
-        lines += [f"    {describe_op(op)}" for op in self.concurrent[:max_lines]] or ["    none"]
-        if len(self.concurrent) > max_lines:
-            lines.append(f"    ... {len(self.concurrent) - max_lines} more")
+        done = [op for op in self.concurrent if op.status == OK]
+        unknown = [op for op in self.concurrent if op.status != OK]
+        lines += [f"    {describe_op(op)}" for op in done[:max_lines]]
+        if len(done) > max_lines:
+            lines.append(f"    ... {len(done) - max_lines} more completed operations")
+        lines += [f"    {describe_op(op)}" for op in unknown[:3]]
+        if len(unknown) > 3:
+            lines.append(f"    ... {len(unknown) - 3} more with unknown outcome")
+        if not self.concurrent:
+            lines.append("    none")
         lines.append(f"  longest partial linearization ({len(self.partial)} steps), last steps:")
         for op, state in self.partial[-max_lines:]:
             lines.append(f"    {describe_op(op)}   => state {state!r}")
@@ -250,6 +356,7 @@ def check(history: History | Iterable[Operation], model: Model | None = None,
     failures: list[Failure] = []
     for key, part in model.partition(kept).items():
         t0 = time.monotonic()
+        part = model.prepare(part)
         search = _Search(model, part)
         verdict = search.run(deadline)
         failure = None
@@ -267,6 +374,19 @@ def check(history: History | Iterable[Operation], model: Model | None = None,
         outcome = LINEARIZABLE
     return LinearizabilityResult(outcome, results, time.monotonic() - started, len(ops),
                                  failures=failures)
+
+
+def checker(model: Model | None = None, time_limit: float | None = 60.0,
+            name: str = "linearizability") -> Callable[[History], LinearizabilityResult]:
+    """A runner checker: history -> check(history, model, time_limit), named `name`."""
+
+    def run_check(history: History) -> LinearizabilityResult:
+        result = check(history, model, time_limit)
+        result.name = name
+        return result
+
+    run_check.__name__ = name
+    return run_check
 
 
 class _Search:
@@ -299,8 +419,9 @@ class _Search:
                 self.match[call_pos[i]] = pos
             self.prv[pos] = pos - 1
             self.nxt[pos - 1] = pos
-        self.args = [(op.f, op.input, op.output if op.status == OK else UNKNOWN_OUTPUT)
-                     for op in self.ops]
+        self.args = model.canonical(self.ops)
+        self.optional = [op.status != OK for op in self.ops]
+        self.blind = [model.blind(op.f, op.input) for op in self.ops]
         self.deepest: list[tuple[int, Hashable]] = []
         self.blocked_at: int = -1
 
@@ -319,12 +440,24 @@ class _Search:
                 prv[nxt[x]] = x
 
     def run(self, deadline: float | None) -> str:
+        """Search; returns LINEARIZABLE, NOT_LINEARIZABLE or UNKNOWN (deadline passed).
+
+        The cache maps (linearized required ops, state) to the sets of optional (unknown
+        outcome) ops linearized with them. A configuration is pruned when an explored one
+        has the same required ops and state and a subset of its optional ops: whatever the
+        larger set can still do, the smaller can too, since optional ops may be skipped.
+        """
         step = self.model.step
         nxt, is_call, op_of, args = self.nxt, self.is_call, self.op_of, self.args
+        optional, blind = self.optional, self.blind
         state = self.model.init()
-        linearized = 0
-        cache: set[tuple[int, Hashable]] = set()
-        stack: list[tuple[int, Hashable, Hashable]] = []
+        required_bits = 0
+        optional_bits = 0
+        cache: dict[tuple[int, Hashable], list[int]] = {}
+        stack: list[tuple[int, Hashable, Hashable, set[Any]]] = []
+        tried: set[Any] = set()  # optional (f, input, output) tried in this configuration
+        after_optional = False  # the last linearized operation was an optional one
+        optional_pass = False  # scanning optional candidates (required ones were tried)
         e = nxt[0]
         loops = 0
         while e != -1:
@@ -333,30 +466,55 @@ class _Search:
                 return UNKNOWN
             if is_call[e]:
                 i = op_of[e]
+                if optional[i] != optional_pass or (after_optional and blind[i]):
+                    e = nxt[e]
+                    continue
+                if optional_pass:
+                    # Optional ops with equal arguments are interchangeable once invoked.
+                    if args[i] in tried:
+                        e = nxt[e]
+                        continue
+                    tried.add(args[i])
                 f, inp, out = args[i]
                 legal, new_state = step(state, f, inp, out)
                 if legal:
-                    bits = linearized | (1 << i)
-                    if (bits, new_state) not in cache:
-                        cache.add((bits, new_state))
-                        stack.append((e, state, new_state))
-                        state, linearized = new_state, bits
+                    if optional_pass:
+                        req, opt = required_bits, optional_bits | (1 << i)
+                    else:
+                        req, opt = required_bits | (1 << i), optional_bits
+                    explored = cache.setdefault((req, new_state), [])
+                    if not any(seen & ~opt == 0 for seen in explored):
+                        explored.append(opt)
+                        stack.append((e, state, new_state, tried))
+                        tried = set()
+                        state, required_bits, optional_bits = new_state, req, opt
                         self._lift(e)
                         if len(stack) > len(self.deepest):
                             self.deepest = [(op_of[s[0]], s[2]) for s in stack]
+                        after_optional, optional_pass = optional_pass, False
                         e = nxt[0]
                         continue
                 e = nxt[e]
             else:
                 if self.unbounded[e]:
                     return LINEARIZABLE
+                if not optional_pass:
+                    optional_pass = True
+                    e = nxt[0]
+                    continue
                 if not stack:
                     self.blocked_at = op_of[e]
                     return NOT_LINEARIZABLE
                 if len(stack) == len(self.deepest):
                     self.blocked_at = op_of[e]
-                e, state, _ = stack.pop()
-                linearized &= ~(1 << op_of[e])
+                e, state, _, tried = stack.pop()
+                i = op_of[e]
+                optional_pass = optional[i]
+                if optional_pass:
+                    optional_bits &= ~(1 << i)
+                else:
+                    required_bits &= ~(1 << i)
+                after_optional = bool(stack) and optional[op_of[stack[-1][0]]]
                 self._unlift(e)
                 e = nxt[e]
         return LINEARIZABLE
@@ -396,8 +554,8 @@ def _explain(model: Model, key: Hashable, ops: Sequence[Operation],
     best: tuple[float, _Search] | None = None
     while lo <= hi:
         mid = (lo + hi) // 2
-        prefix = [op for op in _prefix(ops, cuts[mid])
-                  if not (op.status != OK and model.read_only(op.f))]
+        prefix = model.prepare([op for op in _prefix(ops, cuts[mid])
+                                if not (op.status != OK and model.read_only(op.f))])
         search = _Search(model, prefix)
         verdict = search.run(deadline)
         if verdict == UNKNOWN:
