@@ -489,8 +489,6 @@ class _Search:
                         tried = set()
                         state, required_bits, optional_bits = new_state, req, opt
                         self._lift(e)
-                        if len(stack) > len(self.deepest):
-                            self.deepest = [(op_of[s[0]], s[2]) for s in stack]
                         after_optional, optional_pass = optional_pass, False
                         e = nxt[0]
                         continue
@@ -502,11 +500,12 @@ class _Search:
                     optional_pass = True
                     e = nxt[0]
                     continue
+                if len(stack) > len(self.deepest) or not self.deepest:
+                    # a local maximum of depth: remember the partial linearization
+                    self.deepest = [(op_of[s[0]], s[2]) for s in stack]
+                    self.blocked_at = op_of[e]
                 if not stack:
-                    self.blocked_at = op_of[e]
                     return NOT_LINEARIZABLE
-                if len(stack) == len(self.deepest):
-                    self.blocked_at = op_of[e]
                 e, state, _, tried = stack.pop()
                 i = op_of[e]
                 optional_pass = optional[i]

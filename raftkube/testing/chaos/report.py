@@ -138,11 +138,20 @@ def _burst_line(burst: Sequence[OpEvent]) -> str:
             f"most common error: {common} (x{errors[common]})")
 
 
-def plot(history: History, path: str | Path, bucket: float = 1.0,
+def auto_bucket(duration: float) -> float:
+    """The smallest round bucket width giving at most 120 buckets over `duration`."""
+    for width in (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 600):
+        if duration / width <= 120:
+            return float(width)
+    return duration / 120
+
+
+def plot(history: History, path: str | Path, bucket: float | None = None,
          title: str = "chaos run") -> Path:
     """PNG: latency of every operation (top) and share of ok operations per `bucket`
-    seconds (bottom), fault intervals shaded and labelled."""
+    seconds (bottom; default auto_bucket), fault intervals shaded and labelled."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -150,6 +159,7 @@ def plot(history: History, path: str | Path, bucket: float = 1.0,
     ops = history.operations()
     faults = history.faults()
     end = max((e.time for e in history.events()), default=1.0) or 1.0
+    bucket = bucket or auto_bucket(end)
     fig, (lat_ax, av_ax) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True,
                                         gridspec_kw={"height_ratios": [3, 2]})
     try:
@@ -169,9 +179,11 @@ def plot(history: History, path: str | Path, bucket: float = 1.0,
         lat_ax.scatter([o.invoke_time for o in unknown], [top] * len(unknown), s=22,
                        marker="v", color="darkorange", label="unknown outcome (drawn at top)")
         lat_ax.set_yscale("log")
+        lat_ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         lat_ax.set_ylabel("latency (ms, log)")
-        lat_ax.set_title(title)
-        lat_ax.legend(loc="upper left", fontsize=8, ncol=4)
+        fig.suptitle(title)
+        lat_ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=8, ncol=6,
+                      frameon=False)
         buckets = max(1, math.ceil(end / bucket))
         total = [0] * buckets
         good = [0] * buckets
