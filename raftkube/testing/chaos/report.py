@@ -179,6 +179,9 @@ def plot(history: History, path: str | Path, bucket: float | None = None,
         lat_ax.scatter([o.invoke_time for o in unknown], [top] * len(unknown), s=22,
                        marker="v", color="darkorange", label="unknown outcome (drawn at top)")
         lat_ax.set_yscale("log")
+        positive = [max(o.complete_time - o.invoke_time, 1e-5) * 1000 for o in ops
+                    if o.status != INFO]
+        lat_ax.set_ylim(min(positive, default=0.01) * 0.7, top * 1.4)
         lat_ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         lat_ax.set_ylabel("latency (ms, log)")
         fig.suptitle(title)
