@@ -191,19 +191,22 @@ def plot(history: History, path: str | Path, bucket: float | None = None,
         total = [0] * buckets
         good = [0] * buckets
         for o in ops:
-            b = min(buckets - 1, int(o.invoke_time / bucket))
+            # an operation counts where it ended; unknown outcomes where they were sent
+            when = o.invoke_time if o.status == INFO else o.complete_time
+            b = min(buckets - 1, int(when / bucket))
             total[b] += 1
             good[b] += o.status == OK
         xs = [(b + 0.5) * bucket for b in range(buckets)]
-        share = [g / t * 100 if t else float("nan") for g, t in zip(good, total, strict=True)]
+        # a bucket where nothing completed had no successful operation: 0 %
+        share = [g / t * 100 if t else 0.0 for g, t in zip(good, total, strict=True)]
         av_ax.plot(xs, share, color="tab:green", marker=".", label="ok operations (%)")
         av_ax.set_ylim(-5, 105)
-        av_ax.set_ylabel(f"ok share per {bucket:g}s (%)")
+        av_ax.set_ylabel(f"ok share of ops ending\nper {bucket:g}s (%)")
         av_ax.set_xlabel("time since start (s)")
         rate_ax = av_ax.twinx()
         rate_ax.plot(xs, [t / bucket for t in total], color="tab:gray", linewidth=0.8,
-                     label="operations/s")
-        rate_ax.set_ylabel("operations/s")
+                     label="operations ending/s")
+        rate_ax.set_ylabel("operations ending/s (grey)")
         for n, fault in enumerate(faults):
             stop = fault.stop if fault.stop is not None else end
             for ax in (lat_ax, av_ax):
