@@ -30,6 +30,9 @@ from raftkube.testing.chaos.nemesis import (
     bridge,
     isolate,
     netem_available,
+    pids_in_netns,
+    process_tree,
+    remove_partition_tables,
     run_in_netns,
 )
 from tests.chaos.netns_lab import can_ping, netns_lab, reachability, wait_reachable
@@ -224,4 +227,65 @@ def test_random_nemesis_on_real_partitions_heals_everything() -> None:
         assert len(faults) == 4 and all(f.stop is not None for f in faults)
         for host in hosts.values():
             assert "raftkube_chaos_" not in nft_tables(host)
+        wait_reachable(hosts)
+
+
+def _sleeper_in(netns: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c",
+                             "import time; time.sleep(120)"])
+
+
+def test_kill_whole_host_by_network_namespace() -> None:
+    with netns_lab(2) as hosts:
+        procs = [_sleeper_in(hosts["n1"].netns), _sleeper_in(hosts["n1"].netns),
+                 _sleeper_in(hosts["n2"].netns)]
+        try:
+            deadline = time.monotonic() + 10
+            while len(pids_in_netns(hosts["n1"].netns)) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert pids_in_netns(hosts["n1"].netns) == sorted(p.pid for p in procs[:2])
+            fault = KillProcess("kill-host", lambda: pids_in_netns(hosts["n1"].netns))
+            fault.start()
+            assert procs[0].wait(timeout=10) == -signal.SIGKILL
+            assert procs[1].wait(timeout=10) == -signal.SIGKILL
+            assert procs[2].poll() is None
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+        with pytest.raises(FaultError, match="not found"):
+            pids_in_netns("rk-no-such-namespace")
+
+
+def test_process_tree_lists_descendants() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess,sys,time;"
+         "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(120)']);"
+         "print(c.pid,flush=True);time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert process_tree(parent.pid) == [parent.pid, child]
+        KillProcess("kill-tree", lambda: process_tree(parent.pid)).start()
+        assert parent.wait(timeout=10) == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{child}") and _state(child) != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+    assert process_tree(parent.pid) == []
+
+
+def test_leftover_partition_tables_can_be_removed() -> None:
+    with netns_lab(2) as hosts:
+        fault = Partition("left-behind", hosts, [["n1"], ["n2"]])
+        fault.start()
+        for host in hosts.values():
+            assert remove_partition_tables(host.netns) == [fault.table]
+            assert remove_partition_tables(host.netns) == []
+        fault.stop()
         wait_reachable(hosts)

@@ -79,6 +79,48 @@ def _signal_all(pids: Sequence[int], sig: int) -> dict[str, list[int]]:
     return {"signalled": done, "missing": missing}
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants alive now (from /proc), parents first; [] if gone."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    if not os.path.exists(f"/proc/{pid}"):
+        return []
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        out.append(current)
+        todo.extend(sorted(children.get(current, [])))
+    return out
+
+
+def pids_in_netns(netns: str) -> list[int]:
+    """Every process whose network namespace is /run/netns/`netns` (a whole host).
+
+    FaultError if the namespace does not exist.
+    """
+    try:
+        target = os.stat(f"/run/netns/{netns}").st_ino
+    except OSError as exc:
+        raise FaultError(f"network namespace {netns!r} not found: {exc}") from exc
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino == target:
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return sorted(out)
+
+
 class KillProcess(Fault):
     """kill -9 the process(es) from `pids`; on stop, call `restart` (if given) once.
 
@@ -294,6 +336,18 @@ class Partition(Fault):
         if errors:
             raise FaultError(f"{self.name}: heal failed: {'; '.join(errors)}")
         return {"healed": list(dict.fromkeys(touched))}
+
+
+def remove_partition_tables(netns: str) -> list[str]:
+    """Delete every `raftkube_chaos_*` nft table in `netns` (cleanup after a crashed run);
+    returns the names removed. Idempotent."""
+    listing = run_in_netns(netns, ["nft", "list", "tables"]).stdout.split()
+    removed = []
+    for family, name in zip(listing[1::3], listing[2::3], strict=True):
+        if name.startswith("raftkube_chaos_"):
+            run_in_netns(netns, ["nft", "delete", "table", family, name])
+            removed.append(name)
+    return removed
 
 
 def netem_available(netns: str, device: str = "lo") -> bool:
