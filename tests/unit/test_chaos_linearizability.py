@@ -8,6 +8,7 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -298,3 +299,8 @@ def test_checker_agrees_with_brute_force_with_unique_writes(rows: list[Any]) -> 
     result = check(ops, time_limit=30)
     assert result.outcome != UNKNOWN
     assert result.valid == brute_force_linearizable(ops), result.summary()
+
+
+def test_operation_completing_before_invoke_is_rejected() -> None:
+    with pytest.raises(ValueError, match="before its invoke"):
+        check([op(1, "put", "x", 1, None, 5, 4)])

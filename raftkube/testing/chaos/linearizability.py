@@ -70,8 +70,9 @@ UNOBSERVED = _Unobserved()
 class Model(ABC):
     """A sequential specification to check histories against.
 
-    Subclasses define `init` and `step`; `partition` and `read_only` are optional
-    refinements. States must be hashable and compared by value (tuples, frozensets, ...).
+    Subclasses define `init` and `step`; `partition`, `read_only`, `blind`, `canonical`
+    and `prepare` are optional refinements that only make the search faster and must not
+    change the verdict. States must be hashable and compared by value (tuples, ...).
     """
 
     @abstractmethod
@@ -397,6 +398,9 @@ class _Search:
         self.ops = list(ops)
         entries = []
         for i, op in enumerate(self.ops):
+            if op.status == OK and op.complete_time < op.invoke_time:
+                raise ValueError(f"operation {op.op_id}: completes at {op.complete_time} "
+                                 f"before its invoke at {op.invoke_time}")
             entries.append((op.invoke_time, 0, i))
             end = op.complete_time if op.status == OK else math.inf
             entries.append((end, 1, i))

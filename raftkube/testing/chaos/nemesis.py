@@ -527,7 +527,8 @@ class Nemesis:
     def run_random(self, stop: threading.Event, max_faults: int | None = None) -> int:
         """Mixed-random mode until `stop` is set: calm, a random fault, heal, repeat.
 
-        Returns the number of faults injected; heals everything before returning.
+        Returns the number of faults attempted (failed starts included); heals everything
+        before returning.
         """
         names = sorted(self.factories)
         count = 0
