@@ -82,8 +82,8 @@ def _wait_rollout(client: Client, namespace: str | None, name: str, timeout: flo
             state = rollout.rollout_state(event.object)
             if state.message != last:
                 elapsed = time.monotonic() - started
-                print(state.message + colour(f"  ({elapsed:.0f}s)", "2", sys.stdout),
-                      flush=True)
+                waiting = "" if state.done else colour(f"  ({elapsed:.0f}s)", "2", sys.stdout)
+                print(state.message + waiting, flush=True)
                 last = state.message
             if state.done or state.failed:
                 return 1 if state.failed else 0
