@@ -152,7 +152,8 @@ class Informer:
         """Copies of every cached object, sorted by (namespace, name)."""
         return self._cache.list()
 
-    def keys(self) -> list[Key]:
+    def object_keys(self) -> list[Key]:
+        """(namespace, name) of every cached object, sorted."""
         return self._cache.keys()
 
     def __enter__(self) -> Informer:

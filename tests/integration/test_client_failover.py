@@ -137,7 +137,7 @@ def test_informer_lists_then_follows_changes(cluster) -> None:
             on_delete=lambda o: (events.append(("delete", o.metadata.name)), changed.set()))
         with informer:
             assert informer.wait_for_sync(30) and informer.has_synced()
-            assert [k[1] for k in informer.keys()] == ["inf-0", "inf-1", "inf-2"]
+            assert [k[1] for k in informer.object_keys()] == ["inf-0", "inf-1", "inf-2"]
             cm = client.configmaps.get("inf-1")
             cm.data["x"] = "y"
             client.update(cm)
@@ -222,30 +222,30 @@ def test_async_client_crud_watch_and_admin(cluster) -> None:
 
 
 def test_watch_relists_after_compaction() -> None:
-    with MasterCluster(3, store_overrides={"history_max_revisions": 20}) as small:
-        with client_for(small) as client, client_for(small) as writer:
-            for name in ("keep", "change", "drop"):
-                writer.create(config_map(name, "compact"))
-            watch = client.configmaps.watch(label_selector="test=compact")
-            initial = [next(watch) for _ in range(3)]
-            assert sorted(e.object.metadata.name for e in initial) == ["change", "drop", "keep"]
-            victim = index_of(small, client.current_master)
-            # Far more revisions than the history keeps, while the watch is not reading.
-            for i in range(40):
-                writer.kv.put(b"/filler", str(i).encode())
-            writer.configmaps.patch("change", {"data": {"v": "new"}})
-            writer.configmaps.delete("drop")
-            writer.create(config_map("new", "compact"))
-            for i in range(40):
-                writer.kv.put(b"/filler", str(i).encode())
-            # The watch stream opens lazily, on the next read: on another master (this one
-            # is dead), from a revision the history no longer holds.
-            small.kill(victim)
-            events = [next(watch) for _ in range(3)]
-            watch.stop()
-            assert sorted((e.type, e.object.metadata.name) for e in events) == [
-                ("ADDED", "new"), ("DELETED", "drop"), ("MODIFIED", "change")]
-            by_type = {e.type: int(e.resource_version) for e in events}
-            # A relist reports a deletion at the list's revision, after the later writes;
-            # a watch event would carry the revision of the delete itself.
-            assert by_type["DELETED"] > by_type["ADDED"]
+    with (MasterCluster(3, store_overrides={"history_max_revisions": 20}) as small,
+          client_for(small) as client, client_for(small) as writer):
+        for name in ("keep", "change", "drop"):
+            writer.create(config_map(name, "compact"))
+        watch = client.configmaps.watch(label_selector="test=compact")
+        initial = [next(watch) for _ in range(3)]
+        assert sorted(e.object.metadata.name for e in initial) == ["change", "drop", "keep"]
+        victim = index_of(small, client.current_master)
+        # Far more revisions than the history keeps, while the watch is not reading.
+        for i in range(40):
+            writer.kv.put(b"/filler", str(i).encode())
+        writer.configmaps.patch("change", {"data": {"v": "new"}})
+        writer.configmaps.delete("drop")
+        writer.create(config_map("new", "compact"))
+        for i in range(40):
+            writer.kv.put(b"/filler", str(i).encode())
+        # The watch stream opens lazily, on the next read: on another master (this one
+        # is dead), from a revision the history no longer holds.
+        small.kill(victim)
+        events = [next(watch) for _ in range(3)]
+        watch.stop()
+        assert sorted((e.type, e.object.metadata.name) for e in events) == [
+            ("ADDED", "new"), ("DELETED", "drop"), ("MODIFIED", "change")]
+        by_type = {e.type: int(e.resource_version) for e in events}
+        # A relist reports a deletion at the list's revision, after the later writes;
+        # a watch event would carry the revision of the delete itself.
+        assert by_type["DELETED"] > by_type["ADDED"]
