@@ -105,3 +105,43 @@ def test_node_network_end_to_end(netns_cluster: NetnsCluster, tmp_path: Path) ->
         assert table not in tables
         routes = c.run(h.netns, ["ip", "-4", "route", "show", "proto", "200"]).stdout
         assert routes.strip() == ""
+
+
+def test_one_bad_part_does_not_stop_the_others(make_netns_cluster) -> None:
+    from raftkube.workers.network.ingress_routes import (
+        BackendRef,
+        Ingress,
+        IngressPath,
+        IngressRule,
+    )
+    from raftkube.workers.network.model import Endpoint, Service, ServicePort
+    from raftkube.workers.network.node_network import (
+        ClusterNetworkState,
+        NetworkUpdateError,
+        NodeNetwork,
+        NodeNetworkConfig,
+    )
+
+    c: NetnsCluster = make_netns_cluster(hosts=1, with_pod_bridge=False)
+    host = c.hosts[0]
+    network = NodeNetwork(NodeNetworkConfig(
+        node_name=host.name, node_address="127.0.0.1", dns_port=None, ingress_port=0,
+        ingress_address="127.0.0.1",
+        proxy_table=f"raftkube_{secrets.token_hex(3)}", masquerade_exception=False,
+        netns=host.netns)).start()
+    try:
+        bad_ingress = Ingress("default", "bad", rules=(IngressRule("", (IngressPath(
+            "/", "Regex", BackendRef("default", "web", 80)),)),))
+        state = ClusterNetworkState(
+            services=(Service("default", "web", VIP, ports=(ServicePort(80, 8080),),
+                              endpoints=(Endpoint("10.1.2.3"),)),),
+            ingresses=(bad_ingress,))
+        with pytest.raises(NetworkUpdateError, match=r"ingress: .*pathType") as err:
+            network.update(state)
+        assert set(err.value.failures) == {"ingress"}
+        listing = c.run(host.netns, ["nft", "list", "table", "ip", network.proxy.table]).stdout
+        assert "10.1.2.3:8080" in listing
+    finally:
+        network.close()
+        network.close()
+    assert not network.proxy.table_present()

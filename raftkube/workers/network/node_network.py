@@ -62,7 +62,8 @@ class NodeNetworkConfig:
     cluster_domain: DNS domain served from memory.
     dns_port: DNS port on node_address; None = no DNS server on this node.
     dns_upstreams: resolvers for other names; empty = NXDOMAIN for them.
-    ingress_port: HTTP port of the ingress proxy on every address; None = no ingress here.
+    ingress_port: HTTP port of the ingress proxy; None = no ingress on this node.
+    ingress_address: address the ingress proxy binds (default: every address).
     proxy_table: name of the nft table of the service proxy.
     node_ports_on_localhost: NodePorts also on 127.0.0.1 (sets route_localnet).
     masquerade_exception: add the iptables rule keeping pod sources between pods.
@@ -77,6 +78,7 @@ class NodeNetworkConfig:
     dns_port: int | None = 53
     dns_upstreams: tuple[tuple[str, int], ...] = ()
     ingress_port: int | None = 80
+    ingress_address: str = "0.0.0.0"
     proxy_table: str = "raftkube_proxy"
     node_ports_on_localhost: bool = False
     masquerade_exception: bool = True
@@ -107,7 +109,7 @@ class NodeNetwork:
             listen_address=config.node_address, port=config.dns_port,
             cluster_domain=config.cluster_domain, upstreams=config.dns_upstreams))
         self.ingress = None if config.ingress_port is None else IngressProxy(
-            IngressProxyConfig(port=config.ingress_port))
+            IngressProxyConfig(listen_address=config.ingress_address, port=config.ingress_port))
 
     def start(self) -> NodeNetwork:
         """Start the DNS and ingress servers and the masquerade exception."""
