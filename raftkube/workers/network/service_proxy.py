@@ -59,7 +59,13 @@ class ServiceProxyConfig:
 
 
 def stale_udp_flows(previous: ProxyModel | None, new: ProxyModel) -> list[tuple[str, int, str]]:
-    """Pure: (cluster IP, port, removed endpoint IP) for UDP endpoints that went away."""
+    """Pure: UDP conntrack entries to delete after going from `previous` to `new`.
+
+    (cluster IP, port, endpoint IP) for UDP endpoints that went away (their flows would
+    keep going to them), and (cluster IP, port, "") for UDP service ports that had no
+    endpoint and now have one (flows created while they were rejected would otherwise
+    bypass the new DNAT until they time out).
+    """
     if previous is None:
         return []
     now: dict[tuple[str, int], set[str]] = {}
@@ -67,15 +73,18 @@ def stale_udp_flows(previous: ProxyModel | None, new: ProxyModel) -> list[tuple[
         for port in svc.ports:
             if svc.cluster_ip and port.protocol == "UDP":
                 now[(svc.cluster_ip, port.port)] = {e.ip for e in svc.endpoints}
-    out = []
+    before: dict[tuple[str, int], set[str]] = {}
     for svc in previous.services:
         for port in svc.ports:
-            if not svc.cluster_ip or port.protocol != "UDP":
-                continue
-            kept = now.get((svc.cluster_ip, port.port), set())
-            for ep in svc.endpoints:
-                if ep.ip not in kept:
-                    out.append((svc.cluster_ip, port.port, ep.ip))
+            if svc.cluster_ip and port.protocol == "UDP":
+                before[(svc.cluster_ip, port.port)] = {e.ip for e in svc.endpoints}
+    out = []
+    for key, old_ips in before.items():
+        for ip in old_ips - now.get(key, set()):
+            out.append((key[0], key[1], ip))
+    for key, new_ips in now.items():
+        if new_ips and not before.get(key):
+            out.append((key[0], key[1], ""))
     return sorted(set(out))
 
 
@@ -157,8 +166,9 @@ class ServiceProxy:
         if not flows or not binary or shutil.which(binary) is None:
             return
         for vip, port, ep_ip in flows:
+            reply = ["--reply-src", ep_ip] if ep_ip else []
             subprocess.run([*self._prefix(), binary, "-D", "-p", "udp", "--orig-dst", vip,
-                            "--dport", str(port), "--reply-src", ep_ip],
+                            "--dport", str(port), *reply],
                            capture_output=True, timeout=self.config.command_timeout_s)
 
     def notify(self) -> None:
