@@ -135,7 +135,7 @@ def test_nft_accepts_the_scripts() -> None:
     assert update_script(r1, r2).count("flush table") == 1
 
 
-def test_stale_udp_flows_cover_removed_endpoints_and_first_endpoint() -> None:
+def test_stale_udp_flows_are_those_of_removed_endpoints() -> None:
     from raftkube.workers.network.service_proxy import stale_udp_flows
 
     def dns(*ips: str) -> ProxyModel:
@@ -145,7 +145,7 @@ def test_stale_udp_flows_cover_removed_endpoints_and_first_endpoint() -> None:
                                    endpoints=tuple(Endpoint(ip) for ip in ips)),))
 
     assert stale_udp_flows(None, dns("10.244.1.2")) == []
-    assert stale_udp_flows(dns(), dns("10.244.1.2")) == [("10.96.0.53", 53, "")]
+    assert stale_udp_flows(dns(), dns("10.244.1.2")) == []
     assert stale_udp_flows(dns("10.244.1.2", "10.244.1.3"), dns("10.244.1.3")) == [
         ("10.96.0.53", 53, "10.244.1.2")]
     assert stale_udp_flows(dns("10.244.1.2"), dns("10.244.1.2")) == []

@@ -67,7 +67,7 @@ def test_udp_service_moves_existing_flows_when_endpoint_goes(
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert asker.stdout is not None and asker.stdin is not None
         assert asker.stdout.readline().strip() == b"timeout"  # no endpoint: rejected
-        proxy.sync(model(pod_a))  # its first endpoint: the rejected flow is deleted
+        proxy.sync(model(pod_a))  # rejected packets left no flow: same socket reaches A
         asker.stdin.write(b"\n")
         asker.stdin.flush()
         assert asker.stdout.readline().strip() == b"A"

@@ -61,10 +61,10 @@ class ServiceProxyConfig:
 def stale_udp_flows(previous: ProxyModel | None, new: ProxyModel) -> list[tuple[str, int, str]]:
     """Pure: UDP conntrack entries to delete after going from `previous` to `new`.
 
-    (cluster IP, port, endpoint IP) for UDP endpoints that went away (their flows would
-    keep going to them), and (cluster IP, port, "") for UDP service ports that had no
-    endpoint and now have one (flows created while they were rejected would otherwise
-    bypass the new DNAT until they time out).
+    (cluster IP, port, endpoint IP) for UDP endpoints that went away: their flows would
+    keep going to them. (Packets sent while a port had no endpoint leave no flow behind:
+    they are rejected before conntrack confirms them, so nothing to flush there; the
+    netns test checks a client on one socket gets the first endpoint.)
     """
     if previous is None:
         return []
@@ -82,9 +82,6 @@ def stale_udp_flows(previous: ProxyModel | None, new: ProxyModel) -> list[tuple[
     for key, old_ips in before.items():
         for ip in old_ips - now.get(key, set()):
             out.append((key[0], key[1], ip))
-    for key, new_ips in now.items():
-        if new_ips and not before.get(key):
-            out.append((key[0], key[1], ""))
     return sorted(set(out))
 
 
@@ -166,9 +163,8 @@ class ServiceProxy:
         if not flows or not binary or shutil.which(binary) is None:
             return
         for vip, port, ep_ip in flows:
-            reply = ["--reply-src", ep_ip] if ep_ip else []
             subprocess.run([*self._prefix(), binary, "-D", "-p", "udp", "--orig-dst", vip,
-                            "--dport", str(port), *reply],
+                            "--dport", str(port), "--reply-src", ep_ip],
                            capture_output=True, timeout=self.config.command_timeout_s)
 
     def notify(self) -> None:
