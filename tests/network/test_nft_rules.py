@@ -133,3 +133,21 @@ def test_nft_accepts_the_scripts() -> None:
                               text=True)
         assert proc.returncode == 0, proc.stderr
     assert update_script(r1, r2).count("flush table") == 1
+
+
+def test_stale_udp_flows_are_those_of_removed_endpoints() -> None:
+    from raftkube.workers.network.service_proxy import stale_udp_flows
+
+    def dns(*ips: str) -> ProxyModel:
+        return ProxyModel((Service("kube-system", "dns", "10.96.0.53",
+                                   ports=(ServicePort(53, 53, "UDP", "dns"),
+                                          ServicePort(53, 53, "TCP", "tcp")),
+                                   endpoints=tuple(Endpoint(ip) for ip in ips)),))
+
+    assert stale_udp_flows(None, dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns(), dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns("10.244.1.2", "10.244.1.3"), dns("10.244.1.3")) == [
+        ("10.96.0.53", 53, "10.244.1.2")]
+    assert stale_udp_flows(dns("10.244.1.2"), dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns("10.244.1.2"), ProxyModel(())) == [
+        ("10.96.0.53", 53, "10.244.1.2")]

@@ -14,10 +14,8 @@ from raftkube.api.v1 import core_pb2
 from raftkube.client import Client
 from raftkube.testing.master_cluster import MasterCluster
 from raftkube.testing.netns import NetnsCluster
-from raftkube.workers.network.dns_server import DnsConfig
-from raftkube.workers.network.nft_rules import RulesConfig
+from raftkube.workers.network.network_sync import NetworkSync
 from raftkube.workers.network.node_network import NodeNetwork, NodeNetworkConfig
-from raftkube.workers.network.service_proxy import ServiceProxyConfig
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -63,12 +61,10 @@ def test_services_and_endpoints_from_the_api_reach_pods(masters: MasterCluster,
     ep = admin.create(ep)
 
     table = f"raftkube_{secrets.token_hex(3)}"
-    network = NodeNetwork(node, NodeNetworkConfig(
-        proxy=ServiceProxyConfig(netns=h0.netns, rules=RulesConfig(
-            table=table, cluster_cidr=str(netns_cluster.pod_cluster_cidr),
-            service_cidr="10.96.0.0/16")),
-        dns=DnsConfig(listen_address="127.0.0.1", port=0)))
-    network.start()
+    network = NodeNetwork(NodeNetworkConfig(
+        node_name="h0", node_address="127.0.0.1", netns=h0.netns, proxy_table=table,
+        cluster_cidr=str(netns_cluster.pod_cluster_cidr), dns_port=0, ingress_port=None))
+    sync = NetworkSync(node, network).start()
     try:
         result = netns_cluster.http_probe(h0.netns, f"http://{vip}/", count=10)
         assert result["fail"] == 0 and set(result["pods"]) == {"A"}, result
@@ -96,7 +92,7 @@ def test_services_and_endpoints_from_the_api_reach_pods(masters: MasterCluster,
 
         assert wait_for(rejected), "traffic to a deleted service still flows"
     finally:
-        network.stop()
+        sync.stop()
         admin.close()
         node.close()
     out = netns_cluster.run(h0.netns, ["nft", "list", "tables"]).stdout

@@ -8,7 +8,7 @@ offending field of bad input (`services[ns/name].ports[0].port: ...`).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -167,3 +167,35 @@ def validate_services(services: Iterable[Service]) -> None:
             _check_ipv4(f"{base}.endpoints[{j}].ip", ep.ip)
             for name, p in ep.ports:
                 _check_port(f"{base}.endpoints[{j}].ports[{name!r}]", p)
+
+
+def services_from_json(data: Sequence[Mapping]) -> list[Service]:
+    """Services from plain JSON (command-line state files and tests).
+
+    Each item: {"namespace", "name", "cluster_ip" (null = headless), "type",
+    "session_affinity", "affinity_timeout_s", "ports": [{"name", "port", "target_port",
+    "protocol", "node_port"}], "endpoints": [{"ip", "hostname", "node_name",
+    "ports": {"port name": number}}]}. Only namespace, name and port numbers are required.
+    Raises ModelError naming the item and the missing field.
+    """
+    out = []
+    for i, item in enumerate(data):
+        try:
+            out.append(Service(
+                namespace=item["namespace"], name=item["name"],
+                cluster_ip=item.get("cluster_ip"), type=item.get("type", "ClusterIP"),
+                session_affinity=item.get("session_affinity", "None"),
+                affinity_timeout_s=item.get("affinity_timeout_s",
+                                            DEFAULT_AFFINITY_TIMEOUT_S),
+                ports=tuple(ServicePort(
+                    port=p["port"], target_port=p.get("target_port", p["port"]),
+                    protocol=p.get("protocol", "TCP"), name=p.get("name", ""),
+                    node_port=p.get("node_port", 0)) for p in item.get("ports", [])),
+                endpoints=tuple(Endpoint(
+                    ip=e["ip"], hostname=e.get("hostname", ""),
+                    node_name=e.get("node_name", ""),
+                    ports=tuple(sorted(e.get("ports", {}).items())))
+                    for e in item.get("endpoints", []))))
+        except KeyError as exc:
+            raise ModelError(f"services[{i}]: missing field {exc}") from exc
+    return out

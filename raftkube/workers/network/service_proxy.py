@@ -59,7 +59,13 @@ class ServiceProxyConfig:
 
 
 def stale_udp_flows(previous: ProxyModel | None, new: ProxyModel) -> list[tuple[str, int, str]]:
-    """Pure: (cluster IP, port, removed endpoint IP) for UDP endpoints that went away."""
+    """Pure: UDP conntrack entries to delete after going from `previous` to `new`.
+
+    (cluster IP, port, endpoint IP) for UDP endpoints that went away: their flows would
+    keep going to them. (Packets sent while a port had no endpoint leave no flow behind:
+    they are rejected before conntrack confirms them, so nothing to flush there; the
+    netns test checks a client on one socket gets the first endpoint.)
+    """
     if previous is None:
         return []
     now: dict[tuple[str, int], set[str]] = {}
@@ -67,15 +73,15 @@ def stale_udp_flows(previous: ProxyModel | None, new: ProxyModel) -> list[tuple[
         for port in svc.ports:
             if svc.cluster_ip and port.protocol == "UDP":
                 now[(svc.cluster_ip, port.port)] = {e.ip for e in svc.endpoints}
-    out = []
+    before: dict[tuple[str, int], set[str]] = {}
     for svc in previous.services:
         for port in svc.ports:
-            if not svc.cluster_ip or port.protocol != "UDP":
-                continue
-            kept = now.get((svc.cluster_ip, port.port), set())
-            for ep in svc.endpoints:
-                if ep.ip not in kept:
-                    out.append((svc.cluster_ip, port.port, ep.ip))
+            if svc.cluster_ip and port.protocol == "UDP":
+                before[(svc.cluster_ip, port.port)] = {e.ip for e in svc.endpoints}
+    out = []
+    for key, old_ips in before.items():
+        for ip in old_ips - now.get(key, set()):
+            out.append((key[0], key[1], ip))
     return sorted(set(out))
 
 
