@@ -39,6 +39,7 @@ from raftkube.workers.runtime.interface import (
     LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
     ContainerCreateError,
+    ContainerEvent,
     ContainerNotFoundError,
     ContainerRuntimeError,
     ContainerSpec,
@@ -57,6 +58,7 @@ from raftkube.workers.runtime.interface import (
     is_oom_suspected,
     sandbox_labels,
 )
+from raftkube.workers.runtime.podman_events import PODMAN_ACTIONS, stream_events
 from raftkube.workers.runtime.podman_exec import PodmanExecSession
 from raftkube.workers.runtime.validation import (
     CFS_PERIOD_US,
@@ -492,6 +494,11 @@ class PodmanRuntime:
         if not command:
             raise ContainerRuntimeError(f"exec in {container_id}: empty command")
         return PodmanExecSession(self.config.socket_path, container_id, command, stdin, tty)
+
+    def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:
+        return stream_events(self.config.socket_path, {
+            "type": ["container"], "event": list(PODMAN_ACTIONS),
+            "label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={self.node}"]}, stop)
 
     # --- images -----------------------------------------------------------------------------
 
