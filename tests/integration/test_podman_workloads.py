@@ -223,3 +223,22 @@ def test_a_new_runtime_instance_adopts_running_containers(
         assert other_node.list_containers() == [] and other_node.list_pod_sandboxes() == []
     finally:
         other_node.close()
+
+
+def test_exec_streams_stdin_chunks_and_times_out(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+    sandbox = rt.prepare_pod_sandbox(harness.sandbox())
+    app = harness.run(sandbox.uid, harness.long_running("app"))
+    session = rt.exec_stream(app, ["sh", "-c", "cat; echo bye >&2"],
+                             stdin=iter([b"first\n", b"second\n"]))
+    try:
+        chunks = list(session.output())
+        assert session.exit_code() == 0
+    finally:
+        session.close()
+    assert b"".join(d for s, d in chunks if s == "stdout") == b"first\nsecond\n"
+    assert b"".join(d for s, d in chunks if s == "stderr") == b"bye\n"
+    began = time.monotonic()
+    with pytest.raises(TimeoutError):
+        rt.exec(app, ["sleep", "30"], timeout_seconds=0.5)
+    assert time.monotonic() - began < 10

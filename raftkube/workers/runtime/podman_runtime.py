@@ -284,8 +284,12 @@ class PodmanRuntime:
                                         f"{self._message(response)}")
 
     def _stop_quietly(self, container_id: str, grace_seconds: float) -> None:
-        with contextlib.suppress(ContainerNotFoundError):
-            self.stop_container(container_id, grace_seconds)
+        """Stop from a pool thread, then drop that thread's connection."""
+        try:
+            with contextlib.suppress(ContainerNotFoundError):
+                self.stop_container(container_id, grace_seconds)
+        finally:
+            self.close()
 
     # --- containers -------------------------------------------------------------------------
 
@@ -541,6 +545,8 @@ class PodmanRuntime:
             raise ContainerRuntimeError(f"remove network {name}: {self._message(response)}")
 
     def close(self) -> None:
+        """Close the calling thread's connection (each thread has its own; a later call
+        reconnects). Idempotent."""
         client = getattr(self._local, "client", None)
         if client is not None:
             client.close()
