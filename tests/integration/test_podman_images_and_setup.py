@@ -16,7 +16,12 @@ import pytest
 from raftkube.testing.podman_node import ScratchPodmanNode
 from raftkube.workers.images import BUSYBOX_IMAGE, PodmanCli
 from raftkube.workers.podman_setup import HostStoreConfig
-from raftkube.workers.runtime.interface import ContainerSpec, PodSandboxSpec
+from raftkube.workers.runtime.interface import (
+    ContainerSpec,
+    ContainerState,
+    PodSandboxSpec,
+    RuntimeUnavailableError,
+)
 from raftkube.workers.runtime.podman_runtime import PodmanRuntime, PodmanRuntimeConfig
 from raftkube.workers.runtime.podman_service import (
     PodmanService,
@@ -166,3 +171,29 @@ def test_service_inside_a_network_namespace(short_dir: Path) -> None:
         if service is not None:
             service.stop()
         subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+def test_runtime_survives_a_service_restart() -> None:
+    node = ScratchPodmanNode.start(prefix="rkr")
+    try:
+        rt = node.runtime
+        sandbox = rt.prepare_pod_sandbox(PodSandboxSpec(
+            uid="u1", namespace="default", name="web", node=node.node, network=node.network))
+        container_id = rt.create_container("u1", ContainerSpec(
+            name="app", image=BUSYBOX_IMAGE, command=("sleep", "3600"),
+            use_init_process=True), 0)
+        rt.start_container(container_id)
+        node.service.stop()
+        with pytest.raises(RuntimeUnavailableError, match="podman service"):
+            rt.list_containers()
+        with pytest.raises(RuntimeUnavailableError):
+            rt.exec(container_id, ["true"])
+        node.service.start()
+        statuses = rt.list_containers()
+        assert [(s.container_id, s.state) for s in statuses] == [
+            (container_id, ContainerState.RUNNING)], "containers outlive the API service"
+        assert rt.exec(container_id, ["true"]).exit_code == 0
+        assert rt.pod_sandbox_status("u1") is not None
+        assert sandbox.ip == rt.pod_sandbox_status("u1").ip
+    finally:
+        node.stop()

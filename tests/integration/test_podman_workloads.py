@@ -15,6 +15,7 @@ import pytest
 
 from raftkube.testing.podman_node import ScratchPodmanNode
 from raftkube.workers.runtime.interface import (
+    ContainerRuntimeError,
     ContainerSpec,
     ContainerState,
     Mount,
@@ -242,3 +243,11 @@ def test_exec_streams_stdin_chunks_and_times_out(harness: RuntimeHarness) -> Non
     with pytest.raises(TimeoutError):
         rt.exec(app, ["sleep", "30"], timeout_seconds=0.5)
     assert time.monotonic() - began < 10
+
+
+def test_unknown_network_is_a_clear_error_and_leaves_nothing(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+    spec = harness.sandbox(network="rk-no-such-network")
+    with pytest.raises(ContainerRuntimeError, match="rk-no-such-network"):
+        rt.prepare_pod_sandbox(spec)
+    assert rt.pod_sandbox_status(spec.uid) is None

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 from podman import PodmanClient
 from podman.api import stream_frames
+from podman.errors import APIError
 
 from raftkube.workers.runtime.interface import (
     LABEL_ATTEMPT,
@@ -132,7 +133,9 @@ class PodmanRuntime:
             kwargs["headers"] = {"Content-Type": "application/json"}
         try:
             return getattr(api, method)(path, **kwargs)
-        except requests.exceptions.ConnectionError as exc:
+        except (requests.exceptions.ConnectionError, APIError) as exc:
+            # podman-py turns every transport error (OSError) into APIError; HTTP error
+            # statuses come back as responses and are handled by the callers.
             raise RuntimeUnavailableError(
                 f"podman service at {self.config.socket_path}: {exc}") from exc
 
@@ -214,8 +217,13 @@ class PodmanRuntime:
         if response.status_code == 409 and self._find_pod(spec.uid) is not None:
             return  # created concurrently by another caller
         if response.status_code not in (200, 201):
-            raise ContainerRuntimeError(
-                f"create pod sandbox {self.pod_name(spec)}: {self._message(response)}")
+            message = self._message(response)
+            # Podman can leave a half-made pod behind (e.g. unknown network): remove it.
+            leftover = self._find_pod(spec.uid)
+            if leftover is not None:
+                self._call("delete", f"/pods/{leftover['Id']}",
+                           params={"force": "true", "timeout": 0})
+            raise ContainerRuntimeError(f"create pod sandbox {self.pod_name(spec)}: {message}")
 
     def _start_pod(self, pod_id: str, pod_uid: str, remove_on_failure: bool) -> None:
         response = self._call("post", f"/pods/{pod_id}/start")
