@@ -9,6 +9,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,21 @@ def test_unknown_network_is_a_clear_error_and_leaves_nothing(harness: RuntimeHar
     with pytest.raises(ContainerRuntimeError, match="rk-no-such-network"):
         rt.prepare_pod_sandbox(spec)
     assert rt.pod_sandbox_status(spec.uid) is None
+
+
+def test_many_pods_in_parallel_through_one_runtime(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+
+    def start_pod(index: int) -> tuple[str, str]:
+        sandbox = rt.prepare_pod_sandbox(harness.sandbox(f"par{index}"))
+        return sandbox.uid, harness.run(sandbox.uid, harness.long_running("app"))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        started = list(pool.map(start_pod, range(8)))
+    states = {s.container_id: s.state for s in rt.list_containers()}
+    assert all(states[cid] is ContainerState.RUNNING for _, cid in started)
+    ips = {rt.pod_sandbox_status(uid).ip for uid, _ in started}
+    assert len(ips) == 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda pair: rt.remove_pod_sandbox(pair[0], grace_seconds=5), started))
+    assert rt.list_containers() == []
