@@ -26,8 +26,10 @@ from raftkube.masters.gatekeeper import Gatekeeper
 from raftkube.masters.resource_service import api_errors
 from raftkube.masters.secret_encryption import SecretEncryption, rotate_stored_secrets
 from raftkube.objects import registry
+from raftkube.objects.names import dns1123_subdomain_problems
 from raftkube.security import tokens
 from raftkube.security.encryption import EncryptionError
+from raftkube.security.principal import BOOTSTRAPPERS_GROUP
 
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 _NODE_KIND = registry.by_kind("Node")
@@ -220,6 +222,30 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         except EncryptionError as e:
             raise apierrors.Invalid(f"cannot rotate: {e}") from e
         return admin_pb2.RotateSecretsResponse(rewritten=count, key=ring.primary)
+
+
+    @api_errors
+    def JoinNode(self, request, context):
+        principal = self._gate.principal()
+        if BOOTSTRAPPERS_GROUP not in principal.groups:
+            raise apierrors.Forbidden(
+                f"{principal.describe()} may not join nodes: JoinNode takes a join token "
+                "(raftkubectl token create)")
+        errors = [str(e) for e in dns1123_subdomain_problems(request.node_name)]
+        if errors:
+            raise apierrors.Invalid(f"nodeName: {'; '.join(errors)}")
+        issued: list[str] = []
+        now = time.time()
+
+        def add(table):
+            new_table, token = tokens.issue_node_token(table, request.node_name, now=now)
+            issued[:] = [token]
+            return new_table
+
+        self._tokens.update(add)
+        masters = sorted(m["apiAddress"]
+                         for m in system_keys.known_masters(self._store).values())
+        return admin_pb2.JoinNodeResponse(token=issued[0], masters=masters)
 
 
 def _membership(change: Callable[[], None]) -> None:

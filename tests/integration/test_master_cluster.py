@@ -244,3 +244,32 @@ def test_secret_encryption_keys_rotate(cluster: MasterCluster) -> None:
         got = registry.unwrap(call(cluster.resources(i).Get, resources_pb2.GetRequest(
             kind="Secret", namespace="default", name="rotated", linearizable=True)))
         assert got.data["token"] == b"s3cr3t"
+
+
+def test_a_worker_joins_with_a_join_token(cluster: MasterCluster, tmp_path: Path) -> None:
+    from raftkube.cli.cmd_join import join
+    from raftkube.client import Client
+
+    reply = call(cluster.admin(0).CreateJoinToken,
+                 admin_pb2.CreateJoinTokenRequest(ttl_seconds=600))
+    worker_config = join(reply.token, cluster.members[1].api_address, cluster.layout.ca_cert,
+                         "joined-1", tmp_path)
+    assert worker_config.exists()
+    node_client = Client.from_config(tmp_path / "node" / "config.yaml")
+    try:
+        me = core_pb2.Node(api_version="v1", kind="Node")
+        me.metadata.name = "joined-1"
+        node_client.create(me)
+        other = core_pb2.Node(api_version="v1", kind="Node")
+        other.metadata.name = "someone-else"
+        with pytest.raises(apierrors.Forbidden):
+            node_client.create(other)
+    finally:
+        node_client.close()
+    with pytest.raises(apierrors.Unauthenticated):
+        join("abcdef.0123456789abcdef", cluster.members[0].api_address,
+             cluster.layout.ca_cert, "joined-2", tmp_path / "x")
+    node_token = (tmp_path / "node" / "token").read_text().strip()
+    with pytest.raises(apierrors.Forbidden, match="join token"):
+        join(node_token, cluster.members[0].api_address, cluster.layout.ca_cert,
+             "joined-3", tmp_path / "y")
