@@ -25,11 +25,22 @@ from raftkube.security.pki import write_private
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("join", help="join this machine to a cluster as a worker")
-    parser.add_argument("--token", required=True, help="a join token (raftkubectl token create)")
-    parser.add_argument("--master", required=True, help="API address of any master, HOST:PORT")
-    parser.add_argument("--ca-file", required=True, type=Path, help="the cluster CA (PEM)")
+    parser = subparsers.add_parser(
+        "join", help="join this machine to a cluster as a worker (or, with --control-plane, "
+                     "as a master)")
     parser.add_argument("--name", required=True, help="this node's name")
+    parser.add_argument("--control-plane", action="store_true",
+                        help="join as a master: needs --cluster-file, --data-dir and "
+                             "--admin-config")
+    parser.add_argument("--cluster-file", type=Path,
+                        help="cluster.yaml listing this master (raftkube credentials "
+                             "add-master)")
+    parser.add_argument("--data-dir", type=Path, help="the new master's data directory")
+    parser.add_argument("--admin-config", type=Path,
+                        help="a cluster-admin client config (default: $RAFTKUBECONFIG)")
+    parser.add_argument("--token", help="a join token (raftkubectl token create)")
+    parser.add_argument("--master", help="API address of any master, HOST:PORT")
+    parser.add_argument("--ca-file", type=Path, help="the cluster CA (PEM)")
     parser.add_argument("--node-ip", default="", help="this node's address (default: found)")
     parser.add_argument("--pod-cidr", default="", help="this node's pod subnet")
     parser.add_argument("--dir", type=Path, default=Path("/etc/raftkube"),
@@ -67,7 +78,45 @@ def join(token: str, master: str, ca_file: Path, name: str, directory: Path,
     return worker_config
 
 
+def _join_master(args: argparse.Namespace) -> int:
+    import subprocess
+    import sys
+
+    from raftkube.client import Client
+    from raftkube.masters.membership import join_control_plane
+
+    if not args.cluster_file or not args.data_dir:
+        print("error: --control-plane needs --cluster-file and --data-dir")
+        return 2
+
+    def start(config_path: Path) -> None:
+        log_path = args.data_dir / "master.log"
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "raftkube.cli.raftkube_main", "master", "--config",
+                 str(config_path)], stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        print(f"master {args.name} started (pid {proc.pid}, log {log_path})")
+
+    try:
+        with Client.from_config(args.admin_config) as admin:
+            members = join_control_plane(admin, args.cluster_file, args.name, args.data_dir,
+                                         start)
+    except (apierrors.ApiError, ValueError, TimeoutError, OSError) as e:
+        print(f"error: {getattr(e, 'message', e)}")
+        return 1
+    print(f"master {args.name} joined; Raft members: {', '.join(members)}")
+    return 0
+
+
 def _join(args: argparse.Namespace) -> int:
+    if args.control_plane:
+        return _join_master(args)
+    missing = [flag for flag, value in (("--token", args.token), ("--master", args.master),
+                                        ("--ca-file", args.ca_file)) if not value]
+    if missing:
+        print(f"error: joining a worker needs {', '.join(missing)}")
+        return 2
     try:
         path = join(args.token, args.master, args.ca_file, args.name, args.dir,
                     args.node_ip, args.pod_cidr)

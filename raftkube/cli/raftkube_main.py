@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raftkube.cli.cmd_encryption",
     "raftkube.cli.cmd_up",
     "raftkube.cli.cmd_join",
+    "raftkube.cli.cmd_credentials",
     "raftkube.cli.cmd_init",
     "raftkube.cli.cmd_image",
     "raftkube.cli.cmd_worker_setup",

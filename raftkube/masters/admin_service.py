@@ -167,11 +167,26 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         if info is None:
             raise apierrors.NotFound(f'master "{request.name}" is not known '
                                      f"(known: {', '.join(sorted(masters)) or 'none'})")
-        self._require_leader()
+        target = info["raftAddress"]
         if len(self._store.status().members) <= 1:
             raise apierrors.Invalid("cannot remove the last master")
-        _membership(lambda: self._store.remove_member(info["raftAddress"]))
+        if target != self._config.raft_address:
+            # Another member goes: the leader removes it, unless it is the leader itself,
+            # which must leave on its own (it hands over leadership first).
+            if target == self._store.leader():
+                raise apierrors.Unavailable(
+                    f"{request.name} leads: it removes itself; retry there",
+                    leader=info["apiAddress"])
+            self._require_leader()
+        # Forget its addresses while this master is surely still a member (a master that
+        # removes itself can no longer write); put them back if the removal fails.
         system_keys.forget_master(self._store, request.name)
+        try:
+            _membership(lambda: self._store.remove_member(target))
+        except apierrors.ApiError:
+            system_keys.register_master(self._store, request.name, info["apiAddress"],
+                                        target)
+            raise
         return admin_pb2.MembershipResponse(
             members=sorted(m.address for m in self._store.status().members))
 

@@ -153,16 +153,25 @@ class Master:
         if entry is None:
             raise ValueError(f"{config.cluster_file}: no master named {config.name!r}")
         self.addresses = _addresses(config, entry)
-        peers = [f"{m['ip']}:{m['raftPort']}" for m in cluster["masters"]
-                 if m["name"] != config.name]
+        store_overrides = dict(config.store)
+        if config.join:
+            # Joining a running cluster: its current members are the peers (given by
+            # `raftkube join --control-plane`), never the cluster file's list.
+            peers = list(store_overrides.pop("peers", []))
+            if not peers:
+                raise ValueError(f"{config.name}: join: true needs store.peers (the running "
+                                 "cluster's Raft members)")
+        else:
+            peers = [f"{m['ip']}:{m['raftPort']}" for m in cluster["masters"]
+                     if m["name"] != config.name]
+            store_overrides.pop("peers", None)
         self._ca_pem = Path(cluster["caFile"]).read_bytes()
         sec_config = MasterSecurityConfig.from_cluster_file(config.cluster_file, config.name)
         sec_config = MasterSecurityConfig(**{**sec_config.__dict__,
                                              "public_methods": PUBLIC_METHODS})
-        store_overrides = dict(config.store)
         self.store = Store(StoreConfig(
             raft_address=self.addresses.raft, data_dir=str(config.data_dir / "store"),
-            cluster_secret=Path(cluster["raftSecretFile"]), peers=[] if config.join else peers,
+            cluster_secret=Path(cluster["raftSecretFile"]), peers=peers,
             node_id=config.name, **store_overrides))
         self.tokens = system_keys.TokenTableCache(self.store)
         self._seed_tokens: Callable[[], dict] = lambda: {}

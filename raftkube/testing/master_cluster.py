@@ -160,6 +160,42 @@ class MasterCluster:
         self._spawn(self.members[index])
         self.wait_serving(index, timeout)
 
+    def add_master(self, timeout: float = 60.0) -> int:
+        """Grow the cluster by one master (credentials, start with join, AddMaster through
+        the leader); returns its index."""
+        from raftkube.client import Client
+        from raftkube.masters.membership import join_control_plane
+        from raftkube.security.cluster_init import add_master
+
+        index = len(self.members)
+        api, raft, node = free_ports(3, self.host)
+        spec = MasterSpec(f"m{index + 1}", self.host, api, raft, node)
+        add_master(self.layout.root, spec)
+        member = MasterProcess(index, spec.name, spec.address(api), spec.address(node),
+                               spec.address(raft), self.root / spec.name / "master.yaml",
+                               self.root / spec.name / "master.log")
+        self.members.append(member)
+
+        def start(config_path: Path) -> None:
+            assert config_path == member.config_path
+            self._spawn(member)
+
+        with Client.from_config(self.layout.admin_config) as admin:
+            join_control_plane(admin, self.layout.cluster_file, spec.name,
+                               self.root / spec.name, start, timeout,
+                               store_overrides=self.store_overrides)
+        self.wait_serving(index, timeout)
+        return index
+
+    def remove_master(self, index: int) -> None:
+        """Remove master `index` from the membership (leadership moves first if it leads)
+        and stop its process."""
+        from raftkube.client import Client
+
+        with Client.from_config(self.layout.admin_config) as admin:
+            admin.admin.remove_master(self.members[index].name)
+        self.kill(index, signal.SIGTERM)
+
     def alive_indexes(self) -> list[int]:
         return [m.index for m in self.members if m.alive]
 
