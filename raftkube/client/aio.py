@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 
 from raftkube import apierrors
 from raftkube.client import admin_ops, core
-from raftkube.client.client import patch_text, resolve_kind
+from raftkube.client.client import namespaced, patch_text, resolve_kind
 from raftkube.client.config import CHANNEL_OPTIONS, ClientOptions
 from raftkube.client.endpoints import Endpoints
 from raftkube.client.retry import Failure, backoff, classify
@@ -178,7 +178,9 @@ class AsyncResourceClient:
         return core.namespace_of(self.info, namespace, self._client.options.namespace)
 
     async def get(self, name: str, namespace: str | None = None, *,
-                  linearizable: bool = False) -> Message:
+                  linearizable: bool | None = None) -> Message:
+        if linearizable is None:
+            linearizable = self._client.options.linearizable_reads
         return await self._client._run(core.get_op(self.info, self._ns(namespace), name,
                                                    linearizable))
 
@@ -190,7 +192,8 @@ class AsyncResourceClient:
         while True:
             page = await self._client._run(core.list_op(
                 self.info, ns, label_selector, field_selector,
-                self._client.options.list_page_size, token))
+                self._client.options.list_page_size, token,
+                self._client.options.linearizable_reads))
             items.extend(page.items)
             token = page.continue_token
             if not token:
@@ -203,7 +206,8 @@ class AsyncResourceClient:
         return await self._client.update(obj, dry_run=dry_run)
 
     async def update_status(self, obj: Message, *, dry_run: bool = False) -> Message:
-        return await self._client._run(core.update_op(obj, dry_run, status=True))
+        return await self._client._run(core.update_op(
+            namespaced(obj, self._client.options.namespace), dry_run, status=True))
 
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, str]:
         return await self._client.apply(obj, dry_run=dry_run)
@@ -302,13 +306,17 @@ class AsyncClient:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
-        return await self._run(core.create_op(obj, dry_run, self.options.create_clock_skew))
+        return await self._run(core.create_op(self._namespaced(obj), dry_run,
+                                              self.options.create_clock_skew))
 
     async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
-        return await self._run(core.update_op(obj, dry_run))
+        return await self._run(core.update_op(self._namespaced(obj), dry_run))
 
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, str]:
-        return await self._run(core.apply_op(obj, dry_run))
+        return await self._run(core.apply_op(self._namespaced(obj), dry_run))
+
+    def _namespaced(self, obj: Message) -> Message:
+        return namespaced(obj, self.options.namespace)
 
     async def _run(self, op: core.Operation) -> Any:
         return await self._transport.run(op)

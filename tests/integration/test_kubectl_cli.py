@@ -14,7 +14,7 @@ import yaml
 
 from raftkube.api.v1 import apps_pb2, core_pb2, pod_pb2
 from raftkube.cli import raftkubectl_main
-from raftkube.client import Client, NotFound
+from raftkube.client import Client, ClientOptions, NotFound
 from raftkube.testing.master_cluster import REPO_ROOT, MasterCluster
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,8 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def client(cluster):
-    with Client.from_config(cluster.layout.admin_config) as cl:
+    options = ClientOptions(linearizable_reads=True)
+    with Client.from_config(cluster.layout.admin_config, options=options) as cl:
         yield cl
 
 
