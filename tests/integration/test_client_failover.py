@@ -259,6 +259,22 @@ def test_async_client_crud_watch_and_admin(cluster) -> None:
             assert action == "configured"
             await client.configmaps.delete("async-1")
             await asyncio.wait_for(task, 30)
+            informer = client.configmaps.informer(label_selector="test=async")
+            added: list[str] = []
+
+            async def on_add(obj) -> None:
+                added.append(obj.metadata.name)
+
+            informer.add_handlers(on_add=on_add).start()
+            assert await informer.wait_for_sync(30)
+            await client.create(config_map("async-2", "async"))
+            for _ in range(100):
+                if informer.get("async-2", "default") is not None:
+                    break
+                await asyncio.sleep(0.1)
+            await informer.stop()
+            assert added == ["async-2"] and informer.has_synced()
+            await client.configmaps.delete("async-2")
             status = await client.admin.cluster_status()
             assert len(status.masters) == 3
             ok, _ = await client.kv.cas(b"/async/x", 0, b"1")
