@@ -391,7 +391,8 @@ class AsyncClient:
     def __init__(self, masters: Sequence[str], credentials: grpc.ChannelCredentials, *,
                  options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
-        start = random.Random(self.options.seed).randrange(len(masters)) if masters else 0
+        start = (random.Random(self.options.seed).randrange(len(masters))
+                 if masters and self.options.random_start else 0)
         self._transport = AsyncTransport(credentials, Endpoints(masters, start), self.options)
         self.admin = AsyncAdminClient(self)
         self.kv = AsyncKVClient(self)

@@ -316,7 +316,8 @@ class Client:
     def __init__(self, masters: Sequence[str], credentials: grpc.ChannelCredentials, *,
                  options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
-        start = random.Random(self.options.seed).randrange(len(masters)) if masters else 0
+        start = (random.Random(self.options.seed).randrange(len(masters))
+                 if masters and self.options.random_start else 0)
         self._transport = SyncTransport(credentials, Endpoints(masters, start),
                                         self.options.retry, self.options.seed)
         self.admin = AdminClient(self)

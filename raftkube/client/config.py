@@ -26,6 +26,8 @@ class ClientOptions:
         read-your-writes across masters and clients; one more hop) unless a call says
         otherwise. False: served by the master called (possibly a little behind).
     seed: seed for the back-off jitter (None: from the OS).
+    random_start: start with a random master instead of the first one listed (spreads many
+        clients, e.g. agents, over the masters); the config file's order is used otherwise.
     """
 
     namespace: str = "default"
@@ -36,6 +38,7 @@ class ClientOptions:
     list_page_size: int = 500
     linearizable_reads: bool = False
     seed: int | None = None
+    random_start: bool = False
 
 
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import yaml
 from raftkube.api.v1 import apps_pb2, core_pb2, pod_pb2
 from raftkube.cli import raftkubectl_main
 from raftkube.client import Client, ClientOptions, NotFound
+from raftkube.security.client_config import load_client_config, write_client_config
 from raftkube.testing.master_cluster import REPO_ROOT, MasterCluster
 
 pytestmark = pytest.mark.slow
@@ -398,14 +400,23 @@ def test_cluster_status_snapshot_token_version(kubectl, cluster, tmp_path) -> No
     assert "Server Version: raftkube" in out
 
 
-def test_cluster_add_master_follows_leader_hint(kubectl, cluster) -> None:
+def test_cluster_add_master_follows_leader_hint(kubectl, cluster, tmp_path,
+                                                capsys) -> None:
     leader = cluster.leader_index()
     follower = next(i for i in range(3) if i != leader)
     member = cluster.members[follower]
+    # A config that lists only a follower: the leader is learnt from its hint.
+    config = load_client_config(cluster.layout.admin_config)
+    follower_first = tmp_path / "follower.yaml"
+    write_client_config(follower_first, dataclasses.replace(
+        config, masters=(member.api_address,)))
     # Re-adding an existing member is a no-op membership change that still has to run on
-    # the leader: the follower answers with the leader hint and the SDK follows it.
-    code, out, err = kubectl("cluster", "add-master", member.name, "--api",
-                             member.api_address, "--raft", member.raft_address)
+    # the leader: the follower answers Unavailable with the leader hint, the SDK follows it.
+    capsys.readouterr()
+    code = raftkubectl_main.main(["cluster", "add-master", member.name, "--api",
+                                  member.api_address, "--raft", member.raft_address,
+                                  "--config", str(follower_first)])
+    out, err = capsys.readouterr()
     assert code == 0, err
     assert member.raft_address in out
     code, _, err = kubectl("cluster", "remove-master", "nobody")
