@@ -41,7 +41,9 @@ def add_namespace_flags(parser: argparse.ArgumentParser, all_namespaces: bool = 
 
 def make_client(args: argparse.Namespace) -> Client:
     """The SDK client for the --config file and -n namespace of `args`."""
-    options = ClientOptions(namespace=getattr(args, "namespace", None) or "default")
+    # Read-your-writes across invocations, whichever master each one reaches.
+    options = ClientOptions(namespace=getattr(args, "namespace", None) or "default",
+                            linearizable_reads=True)
     return Client.from_config(getattr(args, "config", None), options=options)
 
 
