@@ -343,6 +343,9 @@ main() {
     step "clean and trim the filesystem" finish_filesystem
     step "convert to compressed qcow2 and pack the box" convert_and_pack
     log "box built: $box_file ($(du -h "$box_file" | cut -f1))"
+    # Older builds of this box are of no further use.
+    find "$CACHE_DIR" -maxdepth 1 -name 'raftkube-bookworm-*.box' ! -path "$box_file" \
+      -print -delete | sed 's/^/removed old box file /' >&2
   else
     log "reusing cached box $box_file"
   fi

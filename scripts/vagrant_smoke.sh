@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Boots ONE master VM from the local box and checks everything that does not need the
+# raftkube daemons running: boot + ssh, hostname and /etc/hosts, raftkube installed offline
+# from wheels, node configuration laid out, the systemd unit installed and enabled, Podman
+# running a container from the locally built busybox image, and this host reaching a port
+# of the VM over the private network (the path a NodePort takes). Then destroys the VM.
+#
+# Usage: sudo bash scripts/vagrant_smoke.sh [--keep]
+#   --keep   leave the VM running (destroy later with the printed command)
+#
+# Exit codes: 0 all checks passed; 3 VMs cannot run here (reason printed); 1 a check failed.
+# Every step is logged with its duration. Scratch files live in a temp dir removed at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+
+keep=0
+case "${1:-}" in
+  "") ;;
+  --keep) keep=1 ;;
+  *) echo "vagrant_smoke: unknown argument '$1' (expected --keep)" >&2; exit 1 ;;
+esac
+
+subnet="${RAFTKUBE_SUBNET:-192.168.57}"
+address="$subnet.11"
+work="$(mktemp -d /tmp/raftkube-vagrant-smoke.XXXXXX)"
+started=$(date +%s)
+
+log() { printf '%s vagrant_smoke: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+fail() { log "FAILED: $*"; exit 1; }
+step() {
+  local name="$1"; shift
+  local t0; t0=$(date +%s)
+  log "step '$name' started"
+  "$@"
+  log "step '$name' done in $(( $(date +%s) - t0 ))s"
+}
+
+export VAGRANT_CWD="$repo/deploy/vagrant"
+export VAGRANT_DOTFILE_PATH="$work/vagrant-state"
+export RAFTKUBE_MASTERS=1 RAFTKUBE_WORKERS=0 RAFTKUBE_SUBNET="$subnet"
+export RAFTKUBE_WHEELS="$work/wheels" RAFTKUBE_CLUSTER_DIR="$work/cluster"
+export RAFTKUBE_VM_PREFIX="raftkube-smoke-"
+
+vm_created=0
+cleanup() {
+  if [ "$vm_created" -eq 1 ] && [ "$keep" -eq 0 ]; then
+    local t0; t0=$(date +%s)
+    vagrant destroy -f >"$work/destroy.log" 2>&1 || { log "vagrant destroy failed:"; tail -n 20 "$work/destroy.log"; }
+    log "step 'vagrant destroy' done in $(( $(date +%s) - t0 ))s"
+  fi
+  if [ "$keep" -eq 1 ] && [ "$vm_created" -eq 1 ]; then
+    log "VM kept: destroy with VAGRANT_CWD=$VAGRANT_CWD VAGRANT_DOTFILE_PATH=$VAGRANT_DOTFILE_PATH RAFTKUBE_MASTERS=1 RAFTKUBE_WORKERS=0 RAFTKUBE_VM_PREFIX=$RAFTKUBE_VM_PREFIX vagrant destroy -f"
+  else
+    rm -rf "$work"
+  fi
+  log "total $(( $(date +%s) - started ))s"
+}
+trap cleanup EXIT
+
+host_setup() {
+  local rc=0
+  bash scripts/vagrant_host_setup.sh || rc=$?
+  [ "$rc" -ne 3 ] || exit 3
+  [ "$rc" -eq 0 ] || fail "scripts/vagrant_host_setup.sh exited $rc"
+}
+
+build_box() { bash deploy/vagrant/build_box.sh >"$work/build_box.log" 2>&1 || { tail -n 30 "$work/build_box.log"; fail "build_box.sh"; }; }
+
+build_wheels() { bash scripts/build_wheels.sh --out "$RAFTKUBE_WHEELS" >/dev/null 2>"$work/wheels.log" || { tail -n 20 "$work/wheels.log"; fail "build_wheels.sh"; }; }
+
+# A throwaway CA and a certificate for master-1: real PEM files, laid out the way
+# `raftkube init` lays them out, so configure_node.sh is exercised on real inputs.
+make_cluster_dir() {
+  local c="$RAFTKUBE_CLUSTER_DIR"
+  mkdir -p "$c/nodes/master-1"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=raftkube-smoke-ca -keyout "$work/ca.key" -out "$c/ca.crt" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj /CN=master-1 -keyout "$c/nodes/master-1/server.key" -out "$work/server.csr" 2>/dev/null
+  openssl x509 -req -in "$work/server.csr" -CA "$c/ca.crt" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 1 -out "$c/nodes/master-1/server.crt" 2>/dev/null
+}
+
+vagrant_up() {
+  vm_created=1
+  vagrant up master-1 --provision-with nodes-file,install-raftkube,configure-node \
+    >"$work/up.log" 2>&1 || { tail -n 40 "$work/up.log"; fail "vagrant up"; }
+}
+
+guest() { vagrant ssh master-1 -c "$1" -- -o LogLevel=ERROR 2>/dev/null; }
+
+ssh_login() {
+  local out; out="ok-$(guest 'id -un')"
+  [ "$out" = "ok-vagrant" ] || fail "ssh login: got '$out'"
+}
+
+check_node_setup() {
+  [ "$(guest hostname)" = "master-1" ] || fail "hostname is not master-1"
+  guest "getent hosts master-1" | grep -q "^$address " \
+    || fail "master-1 does not resolve to $address in the guest: $(guest 'getent hosts master-1')"
+  guest "ip -4 -o addr show eth1" | grep -q " $address/" || fail "eth1 does not hold $address"
+  guest "/opt/raftkube/venv/bin/raftkube version" | grep -q '^raftkube ' \
+    || fail "raftkube not installed in /opt/raftkube/venv"
+  guest "sudo grep -q '^node_name: master-1$' /etc/raftkube/master.yaml" \
+    || fail "/etc/raftkube/master.yaml not written"
+  guest "sudo test -s /etc/raftkube/pki/ca.crt && sudo test -s /etc/raftkube/pki/server.crt" \
+    || fail "certificates not laid out in /etc/raftkube/pki"
+  [ "$(guest 'sudo stat -c %a /etc/raftkube/pki/server.key')" = "600" ] || fail "server.key is not 0600"
+  guest "cat /etc/machine-id" | grep -q -E '^[0-9a-f]{32}$' || fail "machine-id not generated"
+  guest "ls /etc/ssh/ssh_host_ed25519_key.pub" >/dev/null || fail "ssh host keys not generated"
+}
+
+check_unit() {
+  guest "sudo bash /opt/raftkube/deploy/provision/install_units.sh --role master --no-start" >/dev/null \
+    || fail "install_units.sh --role master failed in the guest"
+  [ "$(guest 'systemctl is-enabled raftkube-master.service')" = "enabled" ] \
+    || fail "raftkube-master.service is not enabled"
+  guest "systemd-analyze verify /etc/systemd/system/raftkube-master.service" >/dev/null \
+    || fail "systemd-analyze verify rejects raftkube-master.service"
+}
+
+check_podman() {
+  guest "sudo bash /opt/raftkube/deploy/provision/load_busybox_image.sh" >/dev/null \
+    || fail "load_busybox_image.sh failed in the guest"
+  local out; out="$(guest 'sudo podman run --rm localhost/busybox:latest echo podman-ok')"
+  [ "$out" = "podman-ok" ] || fail "podman run in the guest printed '$out'"
+}
+
+check_private_network() {
+  guest "sudo podman run -d --name smoke-web -p $address:30080:8080 localhost/busybox:latest sh -c 'mkdir -p /www && echo smoke-page > /www/index.html && exec httpd -f -p 8080 -h /www'" >/dev/null \
+    || fail "could not start a web container in the guest"
+  local body="" i
+  for i in $(seq 1 30); do
+    body="$(curl -s --max-time 5 "http://$address:30080/" || true)"
+    [ "$body" != "smoke-page" ] || break
+    sleep 2
+  done
+  [ "$body" = "smoke-page" ] || fail "http://$address:30080/ from the host answered '$body' (try $i)"
+}
+
+step "host setup" host_setup
+step "box (cached or built)" build_box
+step "wheels" build_wheels
+step "cluster dir (throwaway CA)" make_cluster_dir
+step "vagrant up master-1 (boot + rsync + provision)" vagrant_up
+step "ssh login" ssh_login
+step "node setup checks" check_node_setup
+step "systemd unit" check_unit
+step "podman run in the guest" check_podman
+step "host -> guest port over the private network" check_private_network
+log "all checks passed"
