@@ -1,43 +1,42 @@
 #!/usr/bin/env bash
 # Configures one raftkube node (master or worker) from a nodes file and the cluster
-# directory that `raftkube init` wrote on the operator's machine:
+# directory that `raftkube init --dir DIR` wrote on the operator's machine:
 #   1. /etc/hosts: one line per node with its private-network address, in a marked block
-#      that is replaced on every run; `127.0.1.1 NAME` lines naming a cluster node (written
-#      by Vagrant's hostname step) are dropped, so nodes never resolve each other, or
-#      themselves, to a loopback or management address;
-#   2. /etc/raftkube/pki/: the cluster CA certificate and this node's own files (its
-#      certificate, key, tokens), keys mode 0600, directory 0700; nothing of other nodes;
-#   3. /etc/raftkube/master.yaml or worker.yaml: copied from the cluster directory when
-#      `raftkube init` wrote one for this node, else rendered from
-#      templates/ROLE.yaml.in next to this script;
+#      that is replaced on every run; `127.x NAME` lines naming a cluster node (Vagrant's
+#      hostname step writes `127.0.1.1 NAME`) are dropped, so nodes never resolve each
+#      other, or themselves, to a loopback address;
+#   2. /etc/raftkube/cluster/: the part of the cluster directory this node needs, at the
+#      same relative paths, and nothing of other nodes or the CA key:
+#        every node  cluster.yaml, ca/ca.crt
+#        master      masters/NAME/, raft-secret, encryption-keys.yaml, tokens.json
+#        worker      workers/NAME/
+#      Absolute paths inside cluster.yaml and workers/NAME/config.yaml that point into the
+#      source directory are rewritten to /etc/raftkube/cluster. Secrets 0600, dirs 0700;
+#   3. /etc/raftkube/master.yaml or worker.yaml rendered from templates/ROLE.yaml.in next
+#      to this script (0600);
 #   4. /etc/raftkube/nodes (the nodes file) and the data directory /var/lib/raftkube/ROLE.
 #
 # Usage: configure_node.sh --name NAME --nodes FILE --cluster-dir DIR [--root DIR]
-#                          [--api-port N] [--raft-port N]
 #   --name NAME        this node; must be listed in the nodes file
 #   --nodes FILE       one node per line: NAME ROLE ADDRESS (ROLE master|worker);
-#                      blank lines and lines starting with # are ignored
-#   --cluster-dir DIR  layout written by `raftkube init`:
-#                        DIR/ca.crt             cluster CA certificate (required)
-#                        DIR/nodes/NAME/        this node's files (required): certificate,
-#                                               key, tokens, secrets; ROLE.yaml optional
-#   --root DIR         write under DIR instead of / (default: $RAFTKUBE_ROOT or /), which is
-#                      how the local multi-host bring-up and the tests use it
-#   --api-port N       API server port written into master addresses (default 6443)
-#   --raft-port N      Raft port of the masters (default 2380)
+#                      blank lines and text after # are ignored
+#   --cluster-dir DIR  the directory `raftkube init` wrote (or a copy holding at least
+#                      this node's part of it)
+#   --root DIR         write under DIR instead of / (default: $RAFTKUBE_ROOT or /): how the
+#                      local multi-host bring-up and the tests use it; paths written into
+#                      files are the node's own (/etc/raftkube/...), not DIR-prefixed
 #
-# Idempotent: running it again with the same inputs leaves the same files. Nothing is
-# written until every input has been checked; a bad nodes file is reported with its file
-# name and line number.
+# Idempotent: the same inputs leave the same files. Nothing is written until every input
+# has been checked; a bad nodes file is reported with its file name and line number, a
+# missing cluster file with its path.
 set -euo pipefail
 
 name=""
 nodes_file=""
 cluster_dir=""
 root="${RAFTKUBE_ROOT:-/}"
-api_port=6443
-raft_port=2380
 script_dir="$(cd "$(dirname "$0")" && pwd)"
+GUEST_CLUSTER_DIR=/etc/raftkube/cluster
 
 die() { echo "configure_node: $*" >&2; exit 1; }
 
@@ -47,8 +46,6 @@ while [ $# -gt 0 ]; do
     --nodes) nodes_file="${2:?--nodes needs a file}"; shift 2 ;;
     --cluster-dir) cluster_dir="${2:?--cluster-dir needs a directory}"; shift 2 ;;
     --root) root="${2:?--root needs a directory}"; shift 2 ;;
-    --api-port) api_port="${2:?--api-port needs a number}"; shift 2 ;;
-    --raft-port) raft_port="${2:?--raft-port needs a number}"; shift 2 ;;
     *) die "unknown argument '$1'" ;;
   esac
 done
@@ -58,11 +55,6 @@ done
 [ -n "$cluster_dir" ] || die "--cluster-dir is required"
 [ -f "$nodes_file" ] || die "nodes file $nodes_file does not exist"
 [ -d "$root" ] || die "root directory $root does not exist"
-for port in "$api_port" "$raft_port"; do
-  if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
-    die "port '$port' is not a number between 1 and 65535"
-  fi
-done
 root="${root%/}"
 
 # ---- parse and check the nodes file ----
@@ -77,7 +69,8 @@ valid_ipv4() {
   [ "${#parts[@]}" -eq 4 ] || return 1
   local p
   for p in "${parts[@]}"; do
-    [[ "$p" =~ ^[0-9]{1,3}$ ]] && [ "$p" -le 255 ] || return 1
+    [[ "$p" =~ ^[0-9]{1,3}$ ]] || return 1
+    [ "$p" -le 255 ] || return 1
   done
 }
 while IFS= read -r line || [ -n "$line" ]; do
@@ -102,89 +95,98 @@ done <"$nodes_file"
 
 role=""
 address=""
-masters=()
+have_master=0
 for i in "${!names[@]}"; do
   if [ "${names[$i]}" = "$name" ]; then
     role="${roles[$i]}"; address="${addrs[$i]}"
   fi
-  [ "${roles[$i]}" != master ] || masters+=("${names[$i]}=${addrs[$i]}")
+  [ "${roles[$i]}" != master ] || have_master=1
 done
 [ -n "$role" ] || die "node '$name' is not listed in $nodes_file"
-[ "${#masters[@]}" -gt 0 ] || die "$nodes_file lists no master"
+[ "$have_master" -eq 1 ] || die "$nodes_file lists no master"
 
 # ---- check the cluster directory ----
 [ -d "$cluster_dir" ] || die "cluster directory $cluster_dir does not exist (run raftkube init)"
-[ -f "$cluster_dir/ca.crt" ] || die "$cluster_dir/ca.crt missing (run raftkube init)"
-node_src="$cluster_dir/nodes/$name"
-[ -d "$node_src" ] || die "$node_src missing: raftkube init wrote no files for node '$name'"
-config_src="$node_src/$role.yaml"
-template="$script_dir/templates/$role.yaml.in"
-if [ ! -f "$config_src" ]; then
-  [ -f "$template" ] || die "no $config_src and no template $template"
+cluster_dir="$(cd "$cluster_dir" && pwd)"
+cluster_file="$cluster_dir/cluster.yaml"
+[ -f "$cluster_file" ] || die "$cluster_file missing (run raftkube init --dir $cluster_dir)"
+grep -q '^kind: Cluster$' "$cluster_file" || die "$cluster_file: not a raftkube cluster file (kind: Cluster)"
+# The directory init wrote into: cluster.yaml's caFile is DIR/ca/ca.crt.
+ca_file="$(sed -n "s/^caFile: *['\"]\{0,1\}\([^'\"]*\)['\"]\{0,1\} *$/\1/p" "$cluster_file")"
+case "$ca_file" in
+  /*/ca/ca.crt) init_dir="${ca_file%/ca/ca.crt}" ;;
+  *) die "$cluster_file: caFile '$ca_file' is not an absolute path ending in /ca/ca.crt" ;;
+esac
+
+if [ "$role" = master ]; then
+  # Only entries of the top-level `masters:` list count (workers are listed the same way).
+  awk -v n="$name" '/^[^ -]/ { section = $1 }
+      section == "masters:" && ($0 == "- name: " n || $0 == "- name: '"'"'" n "'"'"'" ||
+                                $0 == "- name: \"" n "\"") { found = 1 }
+      END { exit !found }' "$cluster_file" \
+    || die "$cluster_file: no master named '$name' (raftkube init --master $name=$address)"
+  needed=(ca/ca.crt "masters/$name/server.crt" "masters/$name/server.key" raft-secret
+          encryption-keys.yaml tokens.json)
+else
+  needed=(ca/ca.crt "workers/$name/client.crt" "workers/$name/client.key"
+          "workers/$name/token" "workers/$name/config.yaml")
 fi
+for f in "${needed[@]}"; do
+  [ -f "$cluster_dir/$f" ] \
+    || die "$cluster_dir/$f missing: raftkube init wrote no credentials for $role '$name'"
+done
+template="$script_dir/templates/$role.yaml.in"
+[ -f "$template" ] || die "template $template missing"
 
 # ---- write ----
 etc="$root/etc/raftkube"
-pki="$etc/pki"
+dest="$root$GUEST_CLUSTER_DIR"
 data_dir="/var/lib/raftkube/$role"
 install -d -m 755 "$etc" "$root$data_dir"
-install -d -m 700 "$pki"
+install -d -m 700 "$dest"
 
-# Replace the PKI directory's content with exactly this node's files.
-find "$pki" -mindepth 1 -delete
-install -m 644 "$cluster_dir/ca.crt" "$pki/ca.crt"
-for f in "$node_src"/*; do
-  [ -f "$f" ] || continue
-  base="$(basename "$f")"
-  [ "$base" != "$role.yaml" ] || continue
-  case "$base" in
-    *.crt|*.pem.pub) install -m 644 "$f" "$pki/$base" ;;
-    *) install -m 600 "$f" "$pki/$base" ;;
+# Paths written by init point into init_dir; on the node they point into the copy.
+init_dir_pattern="$(printf '%s' "$init_dir" | sed 's/[][\.*^$#]/\\&/g')"
+copy_rewritten() {
+  local src="$1" dst="$2" mode="$3"
+  local tmp; tmp="$(mktemp "$(dirname "$dst")/.copy.XXXXXX")"
+  sed "s#$init_dir_pattern/#$GUEST_CLUSTER_DIR/#g" "$src" >"$tmp"
+  chmod "$mode" "$tmp"
+  mv "$tmp" "$dst"
+}
+
+# Exactly this node's part: whatever else a previous run left is removed.
+find "$dest" -mindepth 1 -delete
+copy_rewritten "$cluster_file" "$dest/cluster.yaml" 644
+for f in "${needed[@]}"; do
+  install -d -m 700 "$dest/$(dirname "$f")"
+  case "$f" in
+    */config.yaml) copy_rewritten "$cluster_dir/$f" "$dest/$f" 600 ;;
+    *.crt) install -m 644 "$cluster_dir/$f" "$dest/$f" ;;
+    *) install -m 600 "$cluster_dir/$f" "$dest/$f" ;;
   esac
 done
 
-# Nodes file (kept for operators and for the daemons' peer list).
+# Nodes file (kept for operators and the local bring-up).
 if [ "$(readlink -f "$nodes_file")" != "$(readlink -f "$etc/nodes" 2>/dev/null || true)" ]; then
   install -m 644 "$nodes_file" "$etc/nodes"
 fi
 
-# Config: from raftkube init when present, else rendered from the template.
 config="$etc/$role.yaml"
-if [ -f "$config_src" ]; then
-  install -m 600 "$config_src" "$config"
-else
-  peers_yaml=""
-  masters_yaml=""
-  for m in "${masters[@]}"; do
-    mname="${m%%=*}"; maddr="${m#*=}"
-    masters_yaml+="  - ${maddr}:${api_port}"$'\n'
-    [ "$mname" = "$name" ] || peers_yaml+="  - ${maddr}:${raft_port}"$'\n'
-  done
-  [ -n "$peers_yaml" ] || peers_yaml="  []"$'\n'
-  tmp="$(mktemp "$etc/.$role.yaml.XXXXXX")"
-  while IFS= read -r tline || [ -n "$tline" ]; do
-    case "$tline" in
-      *@RAFT_PEERS@*) printf '%s' "$peers_yaml" ;;
-      *@MASTER_ADDRESSES@*) printf '%s' "$masters_yaml" ;;
-      *)
-        tline="${tline//@NODE_NAME@/$name}"
-        tline="${tline//@NODE_ADDRESS@/$address}"
-        tline="${tline//@API_PORT@/$api_port}"
-        tline="${tline//@RAFT_PORT@/$raft_port}"
-        tline="${tline//@PKI_DIR@//etc/raftkube/pki}"
-        tline="${tline//@DATA_DIR@/$data_dir}"
-        printf '%s\n' "$tline"
-        ;;
-    esac
-  done <"$template" >"$tmp"
-  chmod 600 "$tmp"
-  mv "$tmp" "$config"
-fi
+tmp="$(mktemp "$etc/.$role.yaml.XXXXXX")"
+while IFS= read -r tline || [ -n "$tline" ]; do
+  tline="${tline//@NODE_NAME@/$name}"
+  tline="${tline//@NODE_ADDRESS@/$address}"
+  tline="${tline//@CLUSTER_DIR@/$GUEST_CLUSTER_DIR}"
+  tline="${tline//@DATA_DIR@/$data_dir}"
+  printf '%s\n' "$tline"
+done <"$template" >"$tmp"
+chmod 600 "$tmp"
+mv "$tmp" "$config"
 
 # /etc/hosts: drop loopback lines naming a cluster node and the previous block, then add
 # the current block.
 hosts="$root/etc/hosts"
-mkdir -p "$root/etc"
 touch "$hosts"
 begin="# BEGIN raftkube nodes (configure_node.sh)"
 end="# END raftkube nodes"

@@ -246,6 +246,13 @@ network_backend = "netavark"
 EOF
   # Serial console for `virsh console` when something goes wrong at boot.
   in_chroot systemctl enable serial-getty@ttyS0.service >/dev/null 2>&1
+  # Periodic jobs would compete with raftkube for a slow emulated CPU at random times (and
+  # apt's would reach the network): nodes are updated by rebuilding the box.
+  local timer
+  for timer in apt-daily.timer apt-daily-upgrade.timer podman-auto-update.timer \
+               e2scrub_all.timer fstrim.timer; do
+    in_chroot systemctl mask "$timer" >/dev/null 2>&1 || die "systemctl mask $timer failed"
+  done
 }
 
 install_bootloader() {

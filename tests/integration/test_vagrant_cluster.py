@@ -8,10 +8,11 @@ is cached outside the checkout by deploy/vagrant/build_box.sh, so only the first
 it. Set RAFTKUBE_VAGRANT_MASTERS=3 to run the same test with three masters.
 
 Interfaces this test drives (the steps a user follows, README.md in deploy/vagrant/):
-  raftkube init --dir DIR --master NAME=ADDRESS... --worker NAME=ADDRESS...
-      writes DIR/ca.crt, DIR/nodes/NAME/ (each node's own files) and DIR/admin.conf
-  RAFTKUBECONFIG=DIR/admin.conf raftkubectl apply -f FILE
-  RAFTKUBECONFIG=DIR/admin.conf raftkubectl get pods -o json
+  raftkube init --dir DIR --master NAME=ADDRESS... --worker NAME...
+      writes DIR/cluster.yaml, DIR/masters/NAME/, DIR/workers/NAME/ and DIR/config.yaml
+      (the admin client config)
+  RAFTKUBECONFIG=DIR/config.yaml raftkubectl apply -f FILE
+  RAFTKUBECONFIG=DIR/config.yaml raftkubectl get pods -n default -o json
 """
 
 from __future__ import annotations
@@ -144,12 +145,12 @@ def cluster(host_ready, nodes, tmp_path_factory) -> Iterator[dict[str, object]]:
     cluster_dir = work / "cluster"
     init = [*_raftkube_command("raftkube"), "init", "--dir", str(cluster_dir)]
     for name, role, address in nodes:
-        init += [f"--{role}", f"{name}={address}"]
+        init += ["--master", f"{name}={address}"] if role == "master" else ["--worker", name]
     _run(init, env=_cli_env(), timeout=300)
-    for name, _role, _address in nodes:
-        assert (cluster_dir / "nodes" / name).is_dir(), f"raftkube init wrote no nodes/{name}"
-    admin_config = cluster_dir / "admin.conf"
-    assert admin_config.is_file(), "raftkube init wrote no admin.conf"
+    for name, role, _address in nodes:
+        assert (cluster_dir / f"{role}s" / name).is_dir(), f"raftkube init wrote no {name}"
+    admin_config = cluster_dir / "config.yaml"
+    assert admin_config.is_file(), "raftkube init wrote no admin client config"
 
     masters = sum(1 for _n, role, _a in nodes if role == "master")
     env = {

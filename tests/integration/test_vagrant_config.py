@@ -118,3 +118,33 @@ def test_shell_scripts_are_executable():
     not_executable = [str(p.relative_to(REPO)) for p in SHELL_SCRIPTS
                       if not os.access(p, os.X_OK)]
     assert not_executable == []
+
+
+def test_every_provisioning_script_the_vagrantfile_runs_exists():
+    text = (VAGRANT_DIR / "Vagrantfile").read_text()
+    scripts = set(re.findall(r'provision\.call\("[\w-]+", "([\w.]+\.sh)"', text))
+    assert scripts == {"install_raftkube.sh", "configure_node.sh", "load_busybox_image.sh",
+                       "install_units.sh"}
+    for script in scripts:
+        assert (REPO / "deploy" / "provision" / script).is_file(), script
+    for role in ("master", "worker"):
+        assert (REPO / "deploy" / "systemd" / f"raftkube-{role}.service").is_file()
+
+
+def test_host_setup_check_says_whether_vms_can_run_here():
+    script = REPO / "scripts" / "vagrant_host_setup.sh"
+    result = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode in (0, 3), result.stdout + result.stderr
+    if result.returncode == 0:
+        assert re.search(r"^vagrant_host_setup: accel=(kvm|qemu)$", result.stdout, re.M)
+    else:
+        assert "VMs cannot run here: " in result.stdout
+
+
+def test_host_setup_rejects_unknown_arguments():
+    script = REPO / "scripts" / "vagrant_host_setup.sh"
+    result = subprocess.run(["bash", str(script), "--install-everything"], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "unknown argument '--install-everything'" in result.stderr
