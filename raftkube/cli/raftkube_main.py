@@ -10,6 +10,11 @@ from raftkube.cli.command_registry import run
 # One module per command tree; each exposes register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "raftkube.cli.cmd_version",
+    "raftkube.cli.cmd_master",
+    "raftkube.cli.cmd_encryption",
+    "raftkube.cli.cmd_init",
+    "raftkube.cli.cmd_image",
+    "raftkube.cli.cmd_worker_setup",
 )
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftkube/api/v1/meta.proto\x12\x0fraftkube.api.v1\"\x80\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x12\n\ncontroller\x18\x05 \x01(\x08\x12\x1c\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08\"\x8c\x04\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x12\n\ngeneration\x18\x05 \x01(\x03\x12\x37\n\x06labels\x18\x06 \x03(\x0b\x32\'.raftkube.api.v1.ObjectMeta.LabelsEntry\x12\x41\n\x0b\x61nnotations\x18\x07 \x03(\x0b\x32,.raftkube.api.v1.ObjectMeta.AnnotationsEntry\x12\x39\n\x10owner_references\x18\x08 \x03(\x0b\x32\x1f.raftkube.api.v1.OwnerReference\x12\x1a\n\x12\x63reation_timestamp\x18\t \x01(\t\x12\x1a\n\x12\x64\x65letion_timestamp\x18\n \x01(\t\x12%\n\x1d\x64\x65letion_grace_period_seconds\x18\x0b \x01(\x03\x12\x12\n\nfinalizers\x18\x0c \x03(\t\x12\x15\n\rgenerate_name\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftkube/api/v1/meta.proto\x12\x0fraftkube.api.v1\"\x80\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x12\n\ncontroller\x18\x05 \x01(\x08\x12\x1c\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08\"\xb3\x04\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x12\n\ngeneration\x18\x05 \x01(\x03\x12\x37\n\x06labels\x18\x06 \x03(\x0b\x32\'.raftkube.api.v1.ObjectMeta.LabelsEntry\x12\x41\n\x0b\x61nnotations\x18\x07 \x03(\x0b\x32,.raftkube.api.v1.ObjectMeta.AnnotationsEntry\x12\x39\n\x10owner_references\x18\x08 \x03(\x0b\x32\x1f.raftkube.api.v1.OwnerReference\x12\x1a\n\x12\x63reation_timestamp\x18\t \x01(\t\x12\x1a\n\x12\x64\x65letion_timestamp\x18\n \x01(\t\x12*\n\x1d\x64\x65letion_grace_period_seconds\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nfinalizers\x18\x0c \x03(\t\x12\x15\n\rgenerate_name\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42 \n\x1e_deletion_grace_period_seconds\"\x82\x01\n\x08ListMeta\x12\x18\n\x10resource_version\x18\x01 \x01(\t\x12 \n\x0e\x63ontinue_token\x18\x02 \x01(\tR\x08\x63ontinue\x12!\n\x14remaining_item_count\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_remaining_item_count\"<\n\x0bIntOrString\x12\x11\n\x07int_val\x18\x01 \x01(\x05H\x00\x12\x11\n\x07str_val\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\xd0\x01\n\rLabelSelector\x12\x45\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32/.raftkube.api.v1.LabelSelector.MatchLabelsEntry\x12\x44\n\x11match_expressions\x18\x02 \x03(\x0b\x32).raftkube.api.v1.LabelSelectorRequirement\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\x0fObjectReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\nfield_path\x18\x07 \x01(\t\"$\n\x14LocalObjectReference\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xd5\x01\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x17\n\x0flast_probe_time\x18\x06 \x01(\t\x12\x1b\n\x13last_heartbeat_time\x18\x07 \x01(\t\x12\x18\n\x10last_update_time\x18\x08 \x01(\t\x12\x1b\n\x13observed_generation\x18\t \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OBJECTMETA_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_OBJECTMETA_ANNOTATIONSENTRY']._loaded_options = None
   _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_options = b'8\001'
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._loaded_options = None
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_options = b'8\001'
   _globals['_OWNERREFERENCE']._serialized_start=48
   _globals['_OWNERREFERENCE']._serialized_end=176
   _globals['_OBJECTMETA']._serialized_start=179
-  _globals['_OBJECTMETA']._serialized_end=703
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=606
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=651
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=653
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=703
+  _globals['_OBJECTMETA']._serialized_end=742
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=611
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=656
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=658
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=708
+  _globals['_LISTMETA']._serialized_start=745
+  _globals['_LISTMETA']._serialized_end=875
+  _globals['_INTORSTRING']._serialized_start=877
+  _globals['_INTORSTRING']._serialized_end=937
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=939
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=1012
+  _globals['_LABELSELECTOR']._serialized_start=1015
+  _globals['_LABELSELECTOR']._serialized_end=1223
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_start=1173
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_end=1223
+  _globals['_OBJECTREFERENCE']._serialized_start=1226
+  _globals['_OBJECTREFERENCE']._serialized_end=1370
+  _globals['_LOCALOBJECTREFERENCE']._serialized_start=1372
+  _globals['_LOCALOBJECTREFERENCE']._serialized_end=1408
+  _globals['_CONDITION']._serialized_start=1411
+  _globals['_CONDITION']._serialized_end=1624
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,1 @@
+"""Leader-only controllers: pure plans from cached snapshots, applied with CAS writes."""

@@ -1,0 +1,100 @@
+"""The controller manager: one leader-only loop that owns the object cache of a leadership
+term and runs every controller against it.
+
+```
+ term starts ─> ObjectCache (list + watch) ─ synced ─> controller threads (one each)
+            cache changes ─> controller.on_change(kind, ns, name) ─> its work queue
+ term ends  ─> stop event ─> controllers return ─> cache stops
+```
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from raftkube.logging_config import get_logger
+from raftkube.masters.object_api import ObjectApi
+from raftkube.masters.object_cache import ObjectCache
+from raftkube.masters.object_store import ObjectStore
+
+log = get_logger(__name__)
+
+CACHED_KINDS = (
+    "Namespace", "Node", "Pod", "Service", "Endpoints", "ConfigMap", "Secret",
+    "PersistentVolume", "PersistentVolumeClaim", "Deployment", "ReplicaSet", "StatefulSet",
+    "Ingress",
+)
+
+
+@dataclass(frozen=True)
+class ControllerContext:
+    """What every controller gets: the API to write through (as the controller principal),
+    the term's cache to read from, and the term (for logs)."""
+
+    api: ObjectApi
+    cache: ObjectCache
+    term: int
+
+
+class Controller(Protocol):
+    """A control loop. `on_change` only queues (never blocks); `run` returns promptly once
+    `stop` is set."""
+
+    name: str
+
+    def on_change(self, kind: str, namespace: str, name: str) -> None: ...
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+ControllerFactory = Callable[[ControllerContext], Controller]
+
+
+class ControllerManager:
+    """A LeaderLoop running `factories`' controllers over one shared cache."""
+
+    name = "controller-manager"
+
+    def __init__(self, api: ObjectApi, objects: ObjectStore,
+                 factories: Sequence[ControllerFactory], term: int,
+                 kinds: Sequence[str] = CACHED_KINDS) -> None:
+        self._api = api
+        self._objects = objects
+        self._factories = tuple(factories)
+        self._term = term
+        self._kinds = tuple(kinds)
+
+    def run(self, stop: threading.Event) -> None:
+        from raftkube.masters.bootstrap_loop import CONTROLLER_PRINCIPAL
+        from raftkube.security.grpc_auth import acting_as
+
+        cache = ObjectCache(self._objects, self._kinds)
+        context = ControllerContext(self._api, cache, self._term)
+        controllers = [make(context) for make in self._factories]
+        for controller in controllers:
+            cache.add_handler(controller.on_change)
+        cache.start()
+        try:
+            while not cache.wait_synced(0.5):
+                if stop.is_set():
+                    return
+            threads = []
+            for controller in controllers:
+                def body(c: Controller = controller) -> None:
+                    with acting_as(CONTROLLER_PRINCIPAL):
+                        c.run(stop)
+
+                thread = threading.Thread(target=body, name=f"ctl-{controller.name}",
+                                          daemon=True)
+                thread.start()
+                threads.append(thread)
+            log.info("controllers running", term=self._term,
+                     controllers=[c.name for c in controllers])
+            stop.wait()
+            for thread in threads:
+                thread.join(5)
+        finally:
+            cache.stop()

@@ -1,0 +1,562 @@
+"""The API's semantics, independent of gRPC: what create, get, list, update, patch, apply,
+delete, watch and bind do to objects. The gRPC servicer and in-process callers (controllers,
+the scheduler) both go through this class, so every write is authorized, validated,
+defaulted and committed the same way.
+
+```
+ request ─> gatekeeper (authn/authz/audit) ─> defaults ─> validation ─> lifecycle rules
+         ─> ObjectStore (one CAS transaction) ─> object with its new resourceVersion
+```
+
+Contract: nothing is half-applied. A request either commits one transaction or changes
+nothing and raises an `apierrors.ApiError` naming the field, permission or version at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.message import Message
+
+from raftkube import apierrors
+from raftkube.api.v1 import pod_pb2
+from raftkube.masters import object_lifecycle as lifecycle
+from raftkube.masters.gatekeeper import Gatekeeper
+from raftkube.masters.object_store import ObjectEvent, ObjectStore
+from raftkube.objects import codec, registry
+from raftkube.objects.defaulting import apply_defaults
+from raftkube.objects.errors import FieldError, ObjectInvalid
+from raftkube.objects.immutability import validate_update
+from raftkube.objects.registry import KindInfo
+from raftkube.objects.selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
+from raftkube.objects.validation import validate
+
+FOREGROUND_FINALIZER = "foregroundDeletion"
+ORPHAN_FINALIZER = "orphan"
+NAMESPACE_FINALIZER = "kubernetes"
+PROTECTED_NAMESPACES = ("default", "kube-system", "raftkube-node-lease")
+PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
+NAMESPACES_ALWAYS_PRESENT = ("default",)
+
+
+def rfc3339_now() -> str:
+    """The current UTC time as Kubernetes writes timestamps."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Behaviour of the object API.
+
+    max_object_bytes: largest serialized object accepted (etcd's value limit is 1.5 MiB).
+    bookmark_interval: seconds between BOOKMARK events on an idle watch that asked for them.
+    """
+
+    max_object_bytes: int = 1_500_000
+    bookmark_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class WatchItem:
+    """What a watch delivers: ADDED / MODIFIED / DELETED with an object, or BOOKMARK."""
+
+    type: str
+    obj: Message | None
+    resource_version: int
+
+
+class ObjectApi:
+    """Authorized, validated object operations over an ObjectStore."""
+
+    def __init__(self, objects: ObjectStore, gatekeeper: Gatekeeper,
+                 config: ApiConfig | None = None,
+                 clock: Callable[[], str] = rfc3339_now,
+                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+        self.objects = objects
+        self._gate = gatekeeper
+        self._config = config or ApiConfig()
+        self._clock = clock
+        self._new_uid = new_uid
+
+    # -- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def kind(name: str) -> KindInfo:
+        try:
+            return registry.resolve(name)
+        except registry.UnknownKind as e:
+            raise apierrors.NotFound(str(e)) from None
+
+    def _checked(self, obj: Message, what: str) -> Message:
+        """Defaulted and validated copy of `obj`; Invalid lists every problem."""
+        try:
+            info = registry.for_message(obj)
+        except registry.UnknownKind as e:
+            raise apierrors.Invalid(str(e)) from None
+        out = apply_defaults(obj)
+        errors = validate(out)
+        if errors:
+            name = out.metadata.name or out.metadata.generate_name or "<unnamed>"
+            raise apierrors.Invalid(
+                f"{info.kind} {name!r} is invalid ({what}): "
+                + "; ".join(str(e) for e in errors), errors)
+        size = out.ByteSize()
+        if size > self._config.max_object_bytes:
+            raise apierrors.TooLarge(
+                f"{info.kind} {out.metadata.name!r} is {size} bytes; the limit is "
+                f"{self._config.max_object_bytes} bytes")
+        return out
+
+    def _require_namespace(self, info: KindInfo, namespace: str) -> None:
+        if not info.namespaced or namespace in NAMESPACES_ALWAYS_PRESENT:
+            return
+        ns_info = registry.by_kind("Namespace")
+        existing = self.objects.get_many(ns_info, "", namespace)
+        if existing is None:
+            raise apierrors.NotFound(f'namespaces "{namespace}" not found')
+        if existing.metadata.deletion_timestamp:
+            raise apierrors.Forbidden(
+                f'namespace "{namespace}" is being deleted: no new objects may be created in it')
+
+    @staticmethod
+    def _expected_revision(obj: Message) -> int | None:
+        rv = obj.metadata.resource_version  # type: ignore[attr-defined]
+        if not rv:
+            return None
+        try:
+            return int(rv)
+        except ValueError:
+            raise apierrors.Invalid(
+                f"metadata.resourceVersion: {rv!r} is not a resourceVersion from this cluster",
+                [FieldError("metadata.resourceVersion", "not a valid resourceVersion")],
+            ) from None
+
+    @staticmethod
+    def _object_node(obj: Message | None) -> str | None:
+        if isinstance(obj, pod_pb2.Pod):
+            return obj.spec.node_name or None
+        return None
+
+    # -- create -----------------------------------------------------------------------
+    def create(self, obj: Message, dry_run: bool = False) -> Message:
+        """Store a new object. AlreadyExists when the name is taken."""
+        checked = self._prepare_name(obj)
+        checked = self._checked(checked, "create")
+        info = registry.for_message(checked)
+        meta = checked.metadata  # type: ignore[attr-defined]
+        self._gate.check("create", info, meta.namespace, meta.name,
+                         object_node=self._object_node(checked))
+        self._require_namespace(info, meta.namespace)
+        new = lifecycle.prepare_create(checked, uid=self._new_uid(), now=self._clock(),
+                                       namespace=meta.namespace if info.namespaced else None)
+        if dry_run:
+            return new
+        return self.objects.create(new)
+
+    def _prepare_name(self, obj: Message) -> Message:
+        meta = obj.metadata  # type: ignore[attr-defined]
+        if meta.name or not meta.generate_name:
+            return obj
+        out = type(obj)()
+        out.CopyFrom(obj)
+        alphabet = "bcdfghjklmnpqrstvwxz2456789"
+        out.metadata.name = meta.generate_name + "".join(  # type: ignore[attr-defined]
+            secrets.choice(alphabet) for _ in range(5))
+        return out
+
+    # -- read -------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str, name: str, linearizable: bool = False) -> Message:
+        info = self.kind(kind)
+        namespace = namespace if info.namespaced else ""
+        obj = self.objects.get_many(info, namespace, name) if not linearizable else None
+        if linearizable:
+            obj = self.objects.get(info, namespace, name, linearizable=True)
+        self._gate.check("get", info, namespace, name, object_node=self._object_node(obj))
+        if obj is None:
+            raise apierrors.NotFound(
+                f'{info.plural} "{name}" not found'
+                + (f' in namespace "{namespace}"' if info.namespaced else ""))
+        return obj
+
+    def list(self, kind: str, namespace: str = "", label_selector: str = "",
+             field_selector: str = "", limit: int = 0, continue_token: str = "",
+             linearizable: bool = False) -> tuple[list[Message], int, str]:
+        """Objects matching the selectors: (items, revision, continue token)."""
+        info = self.kind(kind)
+        namespace = namespace if info.namespaced else ""
+        labels, fields = self._selectors(info, label_selector, field_selector)
+        self._gate.check("list", info, namespace, None,
+                         object_node=self._node_from_fields(info, fields))
+        if limit < 0:
+            raise apierrors.Invalid("limit: must be zero or positive")
+
+        def keep(obj: Message) -> bool:
+            return labels.matches(obj.metadata.labels) and fields.matches(obj)
+
+        filtering = not (labels.empty() and not fields.requirements)
+        return self.objects.list(info, namespace, limit=limit, continue_token=continue_token,
+                                 linearizable=linearizable, keep=keep if filtering else None)
+
+    @staticmethod
+    def _selectors(info: KindInfo, label_selector: str, field_selector: str,
+                   ) -> tuple[LabelSelector, FieldSelector]:
+        try:
+            labels = parse_label_selector(label_selector)
+        except SelectorError as e:
+            raise apierrors.Invalid(f"labelSelector: {e}",
+                                    [FieldError("labelSelector", str(e))]) from None
+        try:
+            fields = parse_field_selector(field_selector)
+            fields.check_paths(info.message_class)
+        except SelectorError as e:
+            raise apierrors.Invalid(f"fieldSelector: {e}",
+                                    [FieldError("fieldSelector", str(e))]) from None
+        return labels, fields
+
+    @staticmethod
+    def _node_from_fields(info: KindInfo, fields: FieldSelector) -> str | None:
+        if info.kind != "Pod":
+            return None
+        for req in fields.requirements:
+            if req.path == "spec.nodeName" and req.operator == "=":
+                return req.value
+        return None
+
+    # -- update -----------------------------------------------------------------------
+    def update(self, obj: Message, dry_run: bool = False) -> Message:
+        """Replace spec and metadata (status kept). Conflict when resourceVersion is stale;
+        without a resourceVersion the update applies to the current version."""
+        checked = self._checked(obj, "update")
+        info = registry.for_message(checked)
+        meta = checked.metadata  # type: ignore[attr-defined]
+        current = self._current(info, meta.namespace, meta.name)
+        self._gate.check("update", info, meta.namespace, meta.name,
+                         object_node=self._object_node(current))
+        expected = self._expected_revision(checked)
+        self._check_version(info, current, expected)
+        new = lifecycle.prepare_update(current, checked)
+        self._check_immutable(info, current, new)
+        return self._store_update(info, current, new, dry_run)
+
+    def update_status(self, obj: Message, dry_run: bool = False) -> Message:
+        """Replace status only (the /status subresource)."""
+        info = registry.for_message(obj)
+        if not lifecycle.has_status(obj):
+            raise apierrors.NotFound(f"{info.plural} have no status subresource")
+        meta = obj.metadata  # type: ignore[attr-defined]
+        namespace = meta.namespace or ("default" if info.namespaced else "")
+        current = self._current(info, namespace, meta.name)
+        self._gate.check("update", info, namespace, meta.name, subresource="status",
+                         object_node=self._object_node(current))
+        self._check_version(info, current, self._expected_revision(obj))
+        new = lifecycle.prepare_status_update(current, obj)
+        self._checked(new, "status update")
+        return self._store_update(info, current, new, dry_run)
+
+    def _current(self, info: KindInfo, namespace: str, name: str) -> Message:
+        current = self.objects.get_many(info, namespace if info.namespaced else "", name)
+        if current is None:
+            raise apierrors.NotFound(
+                f'{info.plural} "{name}" not found'
+                + (f' in namespace "{namespace}"' if info.namespaced else ""))
+        return current
+
+    @staticmethod
+    def _check_version(info: KindInfo, current: Message, expected: int | None) -> None:
+        have = current.metadata.resource_version  # type: ignore[attr-defined]
+        if expected is not None and str(expected) != have:
+            raise apierrors.Conflict(
+                f'Operation cannot be fulfilled on {info.plural} '
+                f'"{current.metadata.name}": the object has been modified '  # type: ignore[attr-defined]
+                f"(resourceVersion {expected} given, current is {have}); read it again and retry",
+                given=str(expected), current=have)
+
+    @staticmethod
+    def _check_immutable(info: KindInfo, current: Message, new: Message) -> None:
+        errors = validate_update(current, new)
+        if errors:
+            raise apierrors.Invalid(
+                f"{info.kind} {current.metadata.name!r} is invalid: "  # type: ignore[attr-defined]
+                + "; ".join(str(e) for e in errors), errors)
+
+    def _store_update(self, info: KindInfo, current: Message, new: Message,
+                      dry_run: bool) -> Message:
+        if dry_run:
+            return new
+        expected = int(current.metadata.resource_version)  # type: ignore[attr-defined]
+        meta = new.metadata  # type: ignore[attr-defined]
+        if meta.deletion_timestamp and not meta.finalizers and not self._awaits_kubelet(new):
+            self.objects.remove(info, meta.namespace, meta.name, expected)
+            return new
+        return self.objects.replace(new, expected)
+
+    @staticmethod
+    def _awaits_kubelet(obj: Message) -> bool:
+        """A pod being deleted gracefully waits for its node's agent to stop it."""
+        return (isinstance(obj, pod_pb2.Pod) and bool(obj.spec.node_name)
+                and obj.status.phase not in ("Succeeded", "Failed")
+                and obj.metadata.deletion_grace_period_seconds > 0)
+
+    # -- patch and apply -----------------------------------------------------------------
+    def patch(self, kind: str, namespace: str, name: str, merge_patch_json: str,
+              status: bool = False, dry_run: bool = False) -> Message:
+        """Apply a JSON merge patch (RFC 7386) to the current object, then update it."""
+        info = self.kind(kind)
+        current = self._current(info, namespace or "default", name)
+        try:
+            patch = json.loads(merge_patch_json)
+        except ValueError as e:
+            raise apierrors.Invalid(f"patch is not valid JSON: {e}") from None
+        if not isinstance(patch, dict):
+            raise apierrors.Invalid("patch must be a JSON object")
+        merged = merge_patch(codec.encode(current), patch)
+        try:
+            new = codec.decode(info.message_class, merged)
+        except ObjectInvalid as e:
+            raise apierrors.Invalid(f"patched {info.kind} {name!r} is invalid: {e}",
+                                    e.errors) from None
+        new.metadata.resource_version = current.metadata.resource_version  # type: ignore[attr-defined]
+        return self.update_status(new, dry_run) if status else self.update(new, dry_run)
+
+    def apply(self, obj: Message, dry_run: bool = False) -> tuple[Message, str]:
+        """Create the object, or update it to this manifest: ("created" | "configured" |
+        "unchanged"). Re-applying the same manifest is a no-op. Server-assigned spec fields
+        the manifest leaves out (a Service's clusterIP, nodePorts) are kept."""
+        checked = self._checked(self._prepare_name(obj), "apply")
+        info = registry.for_message(checked)
+        meta = checked.metadata  # type: ignore[attr-defined]
+        current = self.objects.get_many(info, meta.namespace, meta.name)
+        if current is None:
+            return self.create(checked, dry_run), "created"
+        desired = type(checked)()
+        desired.CopyFrom(checked)
+        keep_server_assigned(current, desired)
+        desired.metadata.resource_version = current.metadata.resource_version  # type: ignore[attr-defined]
+        unchanged = (lifecycle.spec_bytes(current) == lifecycle.spec_bytes(desired)
+                     and dict(current.metadata.labels) == dict(meta.labels)  # type: ignore[attr-defined]
+                     and dict(current.metadata.annotations) == dict(meta.annotations))  # type: ignore[attr-defined]
+        if unchanged:
+            self._gate.check("get", info, meta.namespace, meta.name,
+                             object_node=self._object_node(current))
+            return current, "unchanged"
+        carried = desired.metadata  # type: ignore[attr-defined]
+        carried.finalizers[:] = list(current.metadata.finalizers)  # type: ignore[attr-defined]
+        carried.owner_references.extend(
+            [] if carried.owner_references else current.metadata.owner_references)  # type: ignore[attr-defined]
+        return self.update(desired, dry_run), "configured"
+
+    # -- delete -----------------------------------------------------------------------
+    def delete(self, kind: str, namespace: str, name: str, *,
+               grace_period_seconds: int | None = None, propagation_policy: str = "",
+               precondition_resource_version: str = "", precondition_uid: str = "",
+               dry_run: bool = False) -> tuple[Message, bool]:
+        """Delete an object: (object as last stored, gone now?).
+
+        Pods bound to a node are deleted gracefully (deletionTimestamp set; the node's agent
+        stops the containers and finishes the delete); objects with finalizers are marked
+        and removed when the last finalizer goes; Foreground adds the foregroundDeletion
+        finalizer (dependents go first), Orphan the orphan finalizer (dependents are kept
+        and released), Background (default) removes the object now and leaves dependents
+        to the garbage collector.
+        """
+        info = self.kind(kind)
+        namespace = (namespace or "default") if info.namespaced else ""
+        policy = propagation_policy or "Background"
+        if policy not in PROPAGATION_POLICIES:
+            raise apierrors.Invalid(
+                f"propagationPolicy: {policy!r} is not one of {', '.join(PROPAGATION_POLICIES)}")
+        if grace_period_seconds is not None and grace_period_seconds < 0:
+            raise apierrors.Invalid("gracePeriodSeconds: must be zero or positive")
+        current = self._current(info, namespace, name)
+        self._gate.check("delete", info, namespace, name, object_node=self._object_node(current))
+        meta = current.metadata  # type: ignore[attr-defined]
+        if precondition_uid and precondition_uid != meta.uid:
+            raise apierrors.Conflict(
+                f'Precondition failed for {info.plural} "{name}": uid {precondition_uid} '
+                f"given, current is {meta.uid}", given=precondition_uid, current=meta.uid)
+        if precondition_resource_version:
+            self._check_version(info, current,
+                                self._expected_revision_text(precondition_resource_version))
+        expected = int(meta.resource_version)
+        grace = self._grace(current, grace_period_seconds)
+        finalizers = list(meta.finalizers)
+        if policy == "Foreground" and FOREGROUND_FINALIZER not in finalizers:
+            finalizers.append(FOREGROUND_FINALIZER)
+        if policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
+            finalizers.append(ORPHAN_FINALIZER)
+        if info.kind == "Namespace":
+            if name in PROTECTED_NAMESPACES:
+                raise apierrors.Forbidden(f'namespace "{name}" is a system namespace and '
+                                          "cannot be deleted")
+            if NAMESPACE_FINALIZER not in finalizers:
+                # Stays Terminating until the garbage collector has emptied it.
+                finalizers.append(NAMESPACE_FINALIZER)
+        marked = lifecycle.mark_for_deletion(current, now=self._clock(), grace_seconds=grace)
+        marked.metadata.finalizers[:] = finalizers  # type: ignore[attr-defined]
+        if grace_period_seconds is not None and meta.deletion_timestamp:
+            # A shorter grace period may replace a longer one (kubectl delete --grace-period).
+            marked.metadata.deletion_grace_period_seconds = min(  # type: ignore[attr-defined]
+                grace, meta.deletion_grace_period_seconds)
+        if finalizers or self._awaits_kubelet(marked):
+            if dry_run:
+                return marked, False
+            if marked.SerializeToString(deterministic=True) == current.SerializeToString(
+                    deterministic=True):
+                return current, False
+            return self.objects.replace(marked, expected), False
+        if dry_run:
+            return current, True
+        self.objects.remove(info, namespace, name, expected)
+        return current, True
+
+    @staticmethod
+    def _expected_revision_text(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise apierrors.Invalid(
+                f"preconditions.resourceVersion: {text!r} is not a resourceVersion") from None
+
+    @staticmethod
+    def _grace(obj: Message, requested: int | None) -> int:
+        if not isinstance(obj, pod_pb2.Pod):
+            return 0
+        if requested is not None:
+            return requested
+        if obj.spec.HasField("termination_grace_period_seconds"):
+            return obj.spec.termination_grace_period_seconds
+        return 30
+
+    # -- watch ------------------------------------------------------------------------
+    def watch(self, kind: str, namespace: str, label_selector: str, field_selector: str,
+              resource_version: str, stop: threading.Event,
+              allow_bookmarks: bool = False) -> Iterator[WatchItem]:
+        """Changes from `resource_version` (or the current state then changes, when empty).
+
+        Selector semantics follow Kubernetes: an object that stops matching is delivered as
+        DELETED, one that starts matching as ADDED.
+        """
+        info = self.kind(kind)
+        namespace = namespace if info.namespaced else ""
+        labels, fields = self._selectors(info, label_selector, field_selector)
+        self._gate.check("watch", info, namespace, None,
+                         object_node=self._node_from_fields(info, fields))
+
+        def matches(obj: Message | None) -> bool:
+            return obj is not None and labels.matches(obj.metadata.labels) and fields.matches(obj)
+
+        if resource_version:
+            start = self._expected_revision_text(resource_version) + 1
+        else:
+            items, revision, _ = self.objects.list(info, namespace, keep=matches)
+            for obj in items:
+                yield WatchItem("ADDED", obj, int(obj.metadata.resource_version))
+            start = revision + 1
+        last_bookmark = time.monotonic()
+        for event in self.objects.watch(info, namespace, start, stop, idle_events=True):
+            if event.type == "IDLE":
+                now = time.monotonic()
+                if allow_bookmarks and now - last_bookmark >= self._config.bookmark_interval:
+                    last_bookmark = now
+                    yield WatchItem("BOOKMARK", None, event.revision)
+                continue
+            item = _filtered(event, matches)
+            if item is not None:
+                yield item
+
+    # -- scheduling -------------------------------------------------------------------
+    def bind_pods(self, bindings: Sequence[tuple[str, str, str, str]]) -> int:
+        """Bind pods (namespace, name, resourceVersion, node) in one transaction; all or
+        none. Returns the transaction's revision."""
+        info = registry.by_kind("Pod")
+        updates: list[tuple[Message, int]] = []
+        now = self._clock()
+        for namespace, name, rv, node in bindings:
+            if not node:
+                raise apierrors.Invalid(f'binding of pod "{name}": nodeName is required')
+            self._gate.check("create", info, namespace, name, subresource="binding")
+            pod = self._current(info, namespace, name)
+            expected = self._expected_revision_text(rv) if rv else int(
+                pod.metadata.resource_version)
+            self._check_version(info, pod, expected)
+            if pod.spec.node_name:
+                raise apierrors.Conflict(
+                    f'pod "{name}" is already bound to node "{pod.spec.node_name}"',
+                    given=node, current=pod.spec.node_name)
+            pod.spec.node_name = node
+            set_condition(pod.status.conditions, "PodScheduled", "True", now)
+            updates.append((pod, expected))
+        return self.objects.replace_many(updates)
+
+
+def _filtered(event: ObjectEvent, matches: Callable[[Message | None], bool]) -> WatchItem | None:
+    now_matches = event.type != "DELETED" and matches(event.obj)
+    before_matches = matches(event.previous)
+    if event.type == "DELETED":
+        return WatchItem("DELETED", event.obj, event.revision) if before_matches else None
+    if now_matches and not before_matches:
+        return WatchItem("ADDED", event.obj, event.revision)
+    if now_matches:
+        return WatchItem("MODIFIED", event.obj, event.revision)
+    if before_matches:
+        gone = type(event.obj)()
+        gone.CopyFrom(event.obj)
+        return WatchItem("DELETED", gone, event.revision)
+    return None
+
+
+def set_condition(conditions: Any, kind: str, status: str, now: str,
+                  reason: str = "", message: str = "") -> None:
+    """Set condition `kind` in a repeated Condition field, moving lastTransitionTime only
+    when the status changes."""
+    for condition in conditions:
+        if condition.type == kind:
+            if condition.status != status:
+                condition.last_transition_time = now
+            condition.status = status
+            condition.reason = reason
+            condition.message = message
+            return
+    conditions.add(type=kind, status=status, last_transition_time=now, reason=reason,
+                   message=message)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null deletes, else replace."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def keep_server_assigned(current: Message, desired: Message) -> None:
+    """Carry spec fields the server assigned (Service clusterIP, nodePorts) into a manifest
+    that leaves them out, so re-applying a manifest does not reallocate them."""
+    if registry.for_message(current).kind != "Service":
+        return
+    spec, old = desired.spec, current.spec  # type: ignore[attr-defined]
+    if not spec.cluster_ip and old.cluster_ip:
+        spec.cluster_ip = old.cluster_ip
+        spec.cluster_ips[:] = list(old.cluster_ips)
+    old_ports = {(p.port, p.protocol): p.node_port for p in old.ports}
+    for port in spec.ports:
+        if not port.node_port and old_ports.get((port.port, port.protocol)):
+            port.node_port = old_ports[(port.port, port.protocol)]

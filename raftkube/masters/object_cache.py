@@ -1,0 +1,126 @@
+"""An in-process cache of every object of some kinds, kept current by watching the store:
+the masters' informer for the scheduler and controllers.
+
+```
+ ObjectStore.list(kind) ──> cache ──┐
+ ObjectStore.watch(kind, rv+1) ──> apply event ──> handlers(kind, key)  (controllers queue keys)
+```
+
+Contract:
+- Objects handed out are the cache's own messages: callers must never mutate them (copy
+  first). Every read is a consistent view of one kind at one revision.
+- Handlers get (kind, namespace, name) for each change and must not block for long.
+- When the watch fails (store restart, compacted history) the kind is relisted and every
+  key is reported again, so level-triggered consumers converge.
+- `wait_synced` returns once every kind has been listed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from google.protobuf.message import Message
+
+from raftkube import apierrors
+from raftkube.logging_config import get_logger
+from raftkube.masters.object_store import ObjectStore
+from raftkube.objects.registry import KindInfo, by_kind
+
+log = get_logger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+Handler = Callable[[str, str, str], None]  # (kind, namespace, name)
+
+
+class ObjectCache:
+    """Watch-fed caches of the given kinds; start() spawns one thread per kind."""
+
+    def __init__(self, objects: ObjectStore, kinds: Iterable[str]) -> None:
+        self._objects = objects
+        self._infos = {k: by_kind(k) for k in kinds}
+        self._items: dict[str, dict[Key, Message]] = {k: {} for k in self._infos}
+        self._revision: dict[str, int] = dict.fromkeys(self._infos, 0)
+        self._synced = {k: threading.Event() for k in self._infos}
+        self._lock = threading.RLock()
+        self._handlers: list[Handler] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def add_handler(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def start(self) -> None:
+        for kind, info in self._infos.items():
+            thread = threading.Thread(target=self._run, args=(kind, info), daemon=True,
+                                      name=f"cache-{kind}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return all(event.wait(timeout) for event in self._synced.values())
+
+    # -- reads ------------------------------------------------------------------------
+    def kinds(self) -> list[str]:
+        """The kinds this cache holds."""
+        return list(self._infos)
+
+    def get(self, kind: str, namespace: str, name: str) -> Message | None:
+        with self._lock:
+            return self._items[kind].get((namespace, name))
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Message]:
+        with self._lock:
+            items = self._items[kind]
+            if namespace is None:
+                return list(items.values())
+            return [obj for (ns, _), obj in items.items() if ns == namespace]
+
+    def revision(self, kind: str) -> int:
+        with self._lock:
+            return self._revision[kind]
+
+    # -- internals --------------------------------------------------------------------
+    def _notify(self, kind: str, key: Key) -> None:
+        for handler in self._handlers:
+            try:
+                handler(kind, key[0], key[1])
+            except Exception:
+                log.exception("cache handler failed", kind=kind)
+
+    def _run(self, kind: str, info: KindInfo) -> None:
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch(kind, info)
+            except apierrors.ApiError as e:
+                log.info("cache relisting", kind=kind, reason=str(e))
+                self._stop.wait(0.2)
+            except Exception:
+                log.exception("cache watch failed; relisting", kind=kind)
+                self._stop.wait(0.5)
+
+    def _list_and_watch(self, kind: str, info: KindInfo) -> None:
+        items, revision, _ = self._objects.list(info)
+        fresh = {(o.metadata.namespace, o.metadata.name): o for o in items}
+        with self._lock:
+            old = self._items[kind]
+            self._items[kind] = fresh
+            self._revision[kind] = revision
+        self._synced[kind].set()
+        for key in set(old) | set(fresh):
+            self._notify(kind, key)
+        for event in self._objects.watch(info, "", revision + 1, self._stop):
+            obj = event.obj
+            key = (obj.metadata.namespace, obj.metadata.name)
+            with self._lock:
+                if event.type == "DELETED":
+                    self._items[kind].pop(key, None)
+                else:
+                    self._items[kind][key] = obj
+                self._revision[kind] = event.revision
+            self._notify(kind, key)

@@ -1,0 +1,1 @@
+"""Node networking: pod routes, nftables service proxy, DNS server, ingress proxy."""

@@ -1,0 +1,246 @@
+"""Three real master processes: CRUD through any master, TLS and tokens required, watch
+resume after the serving master dies, secrets never on disk in plaintext, leader loops
+following leadership."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from raftkube import apierrors
+from raftkube.api.v1 import (
+    admin_pb2,
+    core_pb2,
+    resources_pb2,
+    resources_pb2_grpc,
+)
+from raftkube.objects import registry
+from raftkube.security.grpc_auth import channel_credentials
+from raftkube.testing.master_cluster import MasterCluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with MasterCluster(3, workers=("w1",)) as c:
+        yield c
+
+
+def call(fn, *args, **kwargs):
+    """Run a gRPC call and turn its failure into the typed API error."""
+    try:
+        return fn(*args, timeout=10, **kwargs)
+    except grpc.RpcError as e:
+        raise apierrors.from_rpc_error(e) from None
+
+
+def config_map(name: str, **data: str) -> core_pb2.ConfigMap:
+    cm = core_pb2.ConfigMap(api_version="v1", kind="ConfigMap")
+    cm.metadata.name = name
+    cm.data.update(data)
+    return cm
+
+
+def create(stub, obj):
+    return registry.unwrap(call(stub.Create, resources_pb2.CreateRequest(
+        object=registry.wrap(obj))))
+
+
+def test_writes_through_any_master_are_read_everywhere(cluster: MasterCluster) -> None:
+    created = [create(cluster.resources(i), config_map(f"from-m{i}", origin=str(i)))
+               for i in range(3)]
+    assert len({c.metadata.uid for c in created}) == 3
+    for reader in range(3):
+        listed = call(cluster.resources(reader).List,
+                      resources_pb2.ListRequest(kind="ConfigMap", namespace="default",
+                                                linearizable=True))
+        names = {registry.unwrap(i).metadata.name for i in listed.items}
+        assert {"from-m0", "from-m1", "from-m2"} <= names
+
+
+def test_conflicting_update_names_both_versions(cluster: MasterCluster) -> None:
+    obj = create(cluster.resources(0), config_map("contended", v="0"))
+    first = config_map("contended", v="1")
+    first.metadata.resource_version = obj.metadata.resource_version
+    call(cluster.resources(1).Update, resources_pb2.UpdateRequest(object=registry.wrap(first)))
+    second = config_map("contended", v="2")
+    second.metadata.resource_version = obj.metadata.resource_version
+    with pytest.raises(apierrors.Conflict) as raised:
+        call(cluster.resources(2).Update,
+             resources_pb2.UpdateRequest(object=registry.wrap(second)))
+    assert raised.value.details["given"] == obj.metadata.resource_version
+    assert int(raised.value.details["current"]) > int(obj.metadata.resource_version)
+
+
+def test_tls_and_credentials_are_required(cluster: MasterCluster) -> None:
+    address = cluster.members[0].api_address
+    plain = grpc.insecure_channel(address)
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            resources_pb2_grpc.ResourcesStub(plain).Get(
+                resources_pb2.GetRequest(kind="ConfigMap", name="x"), timeout=3)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        plain.close()
+    anonymous = grpc.secure_channel(address, channel_credentials(cluster.ca_pem))
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            resources_pb2_grpc.ResourcesStub(anonymous).Get(
+                resources_pb2.GetRequest(kind="ConfigMap", name="x"), timeout=3)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        anonymous.close()
+    with pytest.raises(apierrors.Unauthenticated, match="invalid bearer token"):
+        call(cluster.resources(0, token="abcdef.0123456789abcdef").Get,
+             resources_pb2.GetRequest(kind="ConfigMap", name="x"))
+
+
+def test_node_token_is_restricted(cluster: MasterCluster) -> None:
+    node_token = cluster.layout.worker_token("w1").read_text().strip()
+    node = cluster.resources(0, token=node_token)
+    secret = core_pb2.Secret(api_version="v1", kind="Secret")
+    secret.metadata.name = "not-for-w1"
+    secret.string_data["password"] = "hunter2"
+    create(cluster.resources(0), secret)
+    with pytest.raises(apierrors.Forbidden, match='not referenced by any pod bound to node "w1"'):
+        call(node.Get, resources_pb2.GetRequest(kind="Secret", namespace="default",
+                                                name="not-for-w1"))
+    own = core_pb2.Node(api_version="v1", kind="Node")
+    own.metadata.name = "w1"
+    create(node, own)
+    other = core_pb2.Node(api_version="v1", kind="Node")
+    other.metadata.name = "w2"
+    with pytest.raises(apierrors.Forbidden, match="only their own Node"):
+        create(node, other)
+
+
+def test_secret_is_not_on_disk_in_plaintext(cluster: MasterCluster) -> None:
+    marker = "plaintext-marker-7f3a9c"
+    secret = core_pb2.Secret(api_version="v1", kind="Secret")
+    secret.metadata.name = "db-password"
+    secret.string_data["password"] = marker
+    create(cluster.resources(0), secret)
+    got = registry.unwrap(call(cluster.resources(1).Get, resources_pb2.GetRequest(
+        kind="Secret", namespace="default", name="db-password", linearizable=True)))
+    assert got.data["password"] == marker.encode()
+    needles = [marker.encode(), base64.b64encode(marker.encode())]
+    time.sleep(0.5)
+    scanned = 0
+    for path in Path(cluster.root).rglob("*"):
+        if path.is_file() and "data" in path.parts:
+            content = path.read_bytes()
+            scanned += 1
+            for needle in needles:
+                assert needle not in content, f"{path} holds the secret in plaintext"
+    assert scanned > 0
+
+
+def test_watch_resumes_on_another_master_after_a_kill(cluster: MasterCluster) -> None:
+    start = create(cluster.resources(0), config_map("watch-start"))
+    rv = start.metadata.resource_version
+    seen: list[tuple[str, str, int]] = []
+    victim = next(i for i in range(3) if i != cluster.leader_index())
+    stop_writing = threading.Event()
+
+    def writer() -> None:
+        writer_index = next(i for i in range(3) if i != victim)
+        for n in range(40):
+            if stop_writing.is_set():
+                return
+            create(cluster.resources(writer_index), config_map(f"watched-{n}"))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    stream = cluster.resources(victim).Watch(resources_pb2.WatchRequest(
+        kind="ConfigMap", namespace="default", resource_version=rv))
+    last_rv = int(rv)
+    try:
+        for event in stream:
+            last_rv = int(event.resource_version)
+            seen.append((event.type, registry.unwrap(event.object).metadata.name, last_rv))
+            if len(seen) == 10:
+                cluster.kill(victim)
+                break
+    except grpc.RpcError:
+        pass
+    resumed_on = next(i for i in range(3) if i != victim)
+    stream = cluster.resources(resumed_on).Watch(resources_pb2.WatchRequest(
+        kind="ConfigMap", namespace="default", resource_version=str(last_rv)))
+    for event in stream:
+        seen.append((event.type, registry.unwrap(event.object).metadata.name,
+                     int(event.resource_version)))
+        if len([s for s in seen if s[1].startswith("watched-")]) == 40:
+            stream.cancel()
+            break
+    thread.join(30)
+    stop_writing.set()
+    revisions = [s[2] for s in seen]
+    assert revisions == sorted(set(revisions)), "revisions must strictly increase (no duplicates)"
+    names = [s[1] for s in seen if s[1].startswith("watched-")]
+    assert names == [f"watched-{n}" for n in range(40)]
+    cluster.restart(victim)
+
+
+def test_leader_loops_move_with_leadership(cluster: MasterCluster) -> None:
+    ns = call(cluster.resources(0).Get, resources_pb2.GetRequest(kind="Namespace",
+                                                                 name="kube-system"))
+    assert registry.unwrap(ns).metadata.name == "kube-system"
+    old = cluster.leader_index()
+    old_term = call(cluster.admin(old).LocalStatus, admin_pb2.LocalStatusRequest()).term
+    cluster.kill(old)
+    new = cluster.leader_index()
+    assert new != old
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = cluster.members[new].log_path.read_text()
+        started = [line for line in log.splitlines() if "leader loops started" in line]
+        if any(f'"term": {t}' in line or f"term={t}" in line
+               for line in started for t in range(old_term + 1, old_term + 20)):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"new leader did not start its loops:\n{cluster.log_tail(new)}")
+    cluster.restart(old)
+    status = call(cluster.admin(old).ClusterStatus, admin_pb2.ClusterStatusRequest())
+    assert sorted(m.name for m in status.masters) == ["m1", "m2", "m3"]
+    assert [m.role for m in status.masters].count("leader") == 1
+    assert all(m.health == "ok" and m.pid > 0 for m in status.masters)
+
+
+def test_secret_encryption_keys_rotate(cluster: MasterCluster) -> None:
+    from raftkube.api.v1 import kv_pb2, kv_pb2_grpc
+    from raftkube.cli import raftkube_main
+
+    secret = core_pb2.Secret(api_version="v1", kind="Secret")
+    secret.metadata.name = "rotated"
+    secret.string_data["token"] = "s3cr3t"
+    create(cluster.resources(0), secret)
+    key_file = cluster.layout.encryption_keys
+
+    def stored_key_name() -> bytes:
+        kv = kv_pb2_grpc.KVStub(cluster.channel(0))
+        reply = call(kv.Range, kv_pb2.StoreRangeRequest(
+            key=b"/registry/secrets/default/rotated"))
+        return reply.kvs[0].value.split(b":")[4]  # k8s:enc:aesgcm:v1:KEY:...
+
+    assert stored_key_name() == b"key1"
+    assert raftkube_main.main(["encryption", "add-key", "--file", str(key_file),
+                               "--name", "key2"]) == 0
+    time.sleep(1.5)  # every master re-reads its key file within a second
+    reply = call(cluster.admin(1).RotateSecrets, admin_pb2.RotateSecretsRequest())
+    assert reply.key == "key2" and reply.rewritten >= 1
+    assert stored_key_name() == b"key2"
+    assert raftkube_main.main(["encryption", "remove-key", "--file", str(key_file),
+                               "--name", "key1"]) == 0
+    time.sleep(1.5)
+    for i in range(3):
+        got = registry.unwrap(call(cluster.resources(i).Get, resources_pb2.GetRequest(
+            kind="Secret", namespace="default", name="rotated", linearizable=True)))
+        assert got.data["token"] == b"s3cr3t"

@@ -1,0 +1,153 @@
+"""Pure tests of the rendered nftables table, plus nft's own syntax check (nft -c)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from raftkube.workers.network.model import (
+    Endpoint,
+    ModelError,
+    ProxyModel,
+    Service,
+    ServicePort,
+)
+from raftkube.workers.network.nft_rules import (
+    RulesConfig,
+    full_script,
+    render_table,
+    update_script,
+)
+
+CFG = RulesConfig(table="raftkube_t1", cluster_cidr="10.244.0.0/16",
+                  service_cidr="10.96.0.0/16")
+
+
+def web(endpoints: tuple[Endpoint, ...], **kw: object) -> Service:
+    return Service(namespace="default", name="web", cluster_ip="10.96.0.10",
+                   ports=(ServicePort(port=80, target_port=8080, name="http",
+                                      node_port=30080),),
+                   endpoints=endpoints, type="NodePort", **kw)  # type: ignore[arg-type]
+
+
+EPS = (Endpoint("10.244.1.2"), Endpoint("10.244.2.3", ports=(("http", 9090),)))
+
+
+def test_service_with_two_endpoints_gets_vmap_numgen_and_dnat_per_endpoint() -> None:
+    body = render_table(ProxyModel((web(EPS),)), CFG).body
+    assert "10.96.0.10 . tcp . 80 : goto svc_default_web_http_TCP_" in body
+    assert "numgen random mod 2 vmap { 0 : goto ep_" in body
+    assert "meta l4proto tcp dnat to 10.244.1.2:8080" in body
+    assert "meta l4proto tcp dnat to 10.244.2.3:9090" in body  # named port override
+    assert "ip saddr 10.244.1.2 jump mark_for_masquerade" in body  # hairpin
+    assert "tcp . 30080 : goto ext_default_web_http_TCP_" in body
+    assert "ip saddr != 10.244.0.0/16 jump mark_for_masquerade" in body
+    assert "type nat hook output priority -100" in body
+    assert "type nat hook prerouting priority dstnat" in body
+    assert "ip daddr 10.96.0.0/16 goto reject_unserved" in body
+
+
+def test_no_endpoints_means_no_dnat_and_rejection_of_ip_and_node_port() -> None:
+    body = render_table(ProxyModel((web(()),)), CFG).body
+    assert "dnat" not in body
+    assert "elements = { 10.96.0.10 }" in body  # cluster_ips set -> reject
+    assert "elements = { tcp . 30080 }" in body  # no_endpoint_node_ports
+    assert "reject with tcp reset" in body
+
+
+def test_client_ip_affinity_uses_timed_sets() -> None:
+    body = render_table(ProxyModel((web(EPS, session_affinity="ClientIP",
+                                        affinity_timeout_s=60),)), CFG).body
+    assert body.count("flags dynamic,timeout; timeout 60s;") == 2
+    assert body.count("update @aff_") == 2
+    assert "ip saddr @aff_" in body
+
+
+def test_render_is_deterministic_and_order_independent() -> None:
+    other = Service(namespace="kube-system", name="dns", cluster_ip="10.96.0.53",
+                    ports=(ServicePort(53, 53, "UDP", "dns"),), endpoints=(Endpoint("10.244.1.9"),))
+    a = render_table(ProxyModel((web(EPS), other)), CFG)
+    b = render_table(ProxyModel((other, web(tuple(reversed(EPS))))), CFG)
+    assert a == b
+    assert "meta l4proto udp dnat to 10.244.1.9:53" in a.body
+
+
+def test_headless_service_is_not_programmed() -> None:
+    svc = Service(namespace="default", name="db", cluster_ip=None,
+                  ports=(ServicePort(5432, 5432),), endpoints=(Endpoint("10.244.1.4"),))
+    body = render_table(ProxyModel((svc,)), CFG).body
+    assert "10.244.1.4" not in body
+
+
+def test_update_script_keeps_shared_affinity_sets_and_deletes_stale_objects() -> None:
+    old = render_table(ProxyModel((web(EPS, session_affinity="ClientIP"),)), CFG)
+    new = render_table(ProxyModel((web(EPS[:1], session_affinity="ClientIP"),)), CFG)
+    script = update_script(old, new)
+    assert script.startswith("flush table ip raftkube_t1\n")
+    gone = (old.affinity_sets - new.affinity_sets)
+    assert len(gone) == 1
+    assert f"delete set ip raftkube_t1 {next(iter(gone))}" in script
+    kept = next(iter(new.affinity_sets))
+    assert f"flush set ip raftkube_t1 {kept}" not in script
+    assert "delete chain ip raftkube_t1 ep_" in script
+
+
+@pytest.mark.parametrize(("svc", "message"), [
+    (Service("default", "a", "10.96.0.300", (ServicePort(80, 80),)),
+     r"services\[default/a\]\.cluster_ip: '10.96.0.300' is not an IPv4 address"),
+    (Service("default", "a", "10.96.0.3", (ServicePort(70000, 80),)),
+     r"services\[default/a\]\.ports\[0\]\.port: 70000"),
+    (Service("default", "a", "10.96.0.3", (ServicePort(80, 80, "ICMP"),)),
+     r"services\[default/a\]\.ports\[0\]\.protocol"),
+    (Service("default", "a", "10.96.0.3", (ServicePort(80, 80, node_port=30001),)),
+     r"node_port: set on a ClusterIP service"),
+    (Service("default", "a", "10.96.0.3", (ServicePort(80, 80),),
+             endpoints=(Endpoint("pod-a"),)),
+     r"services\[default/a\]\.endpoints\[0\]\.ip"),
+])
+def test_bad_input_names_the_field(svc: Service, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        render_table(ProxyModel((svc,)), CFG)
+
+
+def test_two_services_on_one_vip_port_is_an_error() -> None:
+    a = Service("default", "a", "10.96.0.3", (ServicePort(80, 80),))
+    b = Service("default", "b", "10.96.0.3", (ServicePort(80, 81),))
+    with pytest.raises(ModelError, match=r"already used by services\[default/a\]"):
+        render_table(ProxyModel((a, b)), CFG)
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
+def test_nft_accepts_the_scripts() -> None:
+    """nft -c parses and validates the scripts without applying them."""
+    m1 = ProxyModel((web(EPS, session_affinity="ClientIP"),))
+    m2 = ProxyModel((web(EPS[:1]),))
+    r1, r2 = render_table(m1, CFG), render_table(m2, CFG)
+    local = RulesConfig(table="raftkube_t2", node_ports_on_localhost=True,
+                        node_port_addresses=("192.168.1.5",), balancing="round_robin")
+    for script in (full_script(r1), full_script(render_table(ProxyModel(()), CFG)),
+                   full_script(render_table(m1, local))):
+        proc = subprocess.run(["nft", "-c", "-f", "-"], input=script, capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+    assert update_script(r1, r2).count("flush table") == 1
+
+
+def test_stale_udp_flows_are_those_of_removed_endpoints() -> None:
+    from raftkube.workers.network.service_proxy import stale_udp_flows
+
+    def dns(*ips: str) -> ProxyModel:
+        return ProxyModel((Service("kube-system", "dns", "10.96.0.53",
+                                   ports=(ServicePort(53, 53, "UDP", "dns"),
+                                          ServicePort(53, 53, "TCP", "tcp")),
+                                   endpoints=tuple(Endpoint(ip) for ip in ips)),))
+
+    assert stale_udp_flows(None, dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns(), dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns("10.244.1.2", "10.244.1.3"), dns("10.244.1.3")) == [
+        ("10.96.0.53", 53, "10.244.1.2")]
+    assert stale_udp_flows(dns("10.244.1.2"), dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns("10.244.1.2"), ProxyModel(())) == [
+        ("10.96.0.53", 53, "10.244.1.2")]

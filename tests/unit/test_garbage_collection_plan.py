@@ -1,0 +1,77 @@
+"""The garbage collector's pure plan."""
+
+from __future__ import annotations
+
+from raftkube.api.v1 import apps_pb2, core_pb2, pod_pb2
+from raftkube.masters.controllers.garbage_collector import plan_collection
+
+
+def meta(obj, name: str, uid: str, namespace: str = "default", owners=(), deleting=False,
+         finalizers=()):
+    obj.metadata.name = name
+    obj.metadata.uid = uid
+    obj.metadata.namespace = namespace
+    for kind, owner_name, owner_uid in owners:
+        obj.metadata.owner_references.add(kind=kind, name=owner_name, uid=owner_uid,
+                                          controller=True)
+    if deleting:
+        obj.metadata.deletion_timestamp = "2026-01-01T00:00:00Z"
+    obj.metadata.finalizers.extend(finalizers)
+    return obj
+
+
+def rs(name, uid, **kw):
+    return meta(apps_pb2.ReplicaSet(api_version="apps/v1", kind="ReplicaSet"), name, uid, **kw)
+
+
+def pod(name, uid, **kw):
+    return meta(pod_pb2.Pod(api_version="v1", kind="Pod"), name, uid, **kw)
+
+
+def ns(name, uid, **kw):
+    return meta(core_pb2.Namespace(api_version="v1", kind="Namespace"), name, uid,
+                namespace="", **kw)
+
+
+def test_nothing_to_do_when_owners_exist() -> None:
+    plan = plan_collection([rs("a", "u-rs"),
+                            pod("a-1", "u-p1", owners=[("ReplicaSet", "a", "u-rs")])])
+    assert plan.empty()
+
+
+def test_orphaned_dependent_is_deleted_in_background() -> None:
+    plan = plan_collection([pod("a-1", "u-p1", owners=[("ReplicaSet", "a", "gone")])])
+    assert plan.delete == (("Pod", "default", "a-1", "Background"),)
+
+
+def test_dangling_reference_is_dropped_when_another_owner_remains() -> None:
+    plan = plan_collection([rs("a", "u-rs"), pod("p", "u-p", owners=[
+        ("ReplicaSet", "a", "u-rs"), ("ReplicaSet", "b", "gone")])])
+    assert plan.delete == () and plan.drop_owner == (("Pod", "default", "p", "gone"),)
+
+
+def test_foreground_deletes_dependents_first_then_finishes() -> None:
+    owner = rs("a", "u-rs", deleting=True, finalizers=["foregroundDeletion"])
+    child = pod("a-1", "u-p1", owners=[("ReplicaSet", "a", "u-rs")])
+    plan = plan_collection([owner, child])
+    assert plan.delete == (("Pod", "default", "a-1", "Foreground"),)
+    assert plan.finish == ()
+    plan = plan_collection([owner])
+    assert plan.finish == (("ReplicaSet", "default", "a", "foregroundDeletion"),)
+
+
+def test_orphan_releases_dependents() -> None:
+    owner = rs("a", "u-rs", deleting=True, finalizers=["orphan"])
+    child = pod("a-1", "u-p1", owners=[("ReplicaSet", "a", "u-rs")])
+    plan = plan_collection([owner, child])
+    assert plan.delete == ()
+    assert plan.drop_owner == (("Pod", "default", "a-1", "u-rs"),)
+    assert plan.finish == (("ReplicaSet", "default", "a", "orphan"),)
+
+
+def test_objects_of_a_deleted_namespace_go_then_the_namespace() -> None:
+    terminating = ns("team", "u-ns", deleting=True, finalizers=["kubernetes"])
+    plan = plan_collection([terminating, pod("p", "u-p", namespace="team")])
+    assert plan.delete == (("Pod", "team", "p", "Background"),) and plan.finish == ()
+    plan = plan_collection([terminating])
+    assert plan.finish == (("Namespace", "", "team", "kubernetes"),)
