@@ -139,8 +139,8 @@ check_unit() {
 }
 
 check_podman() {
-  guest "sudo bash /opt/raftkube/deploy/provision/load_busybox_image.sh" >/dev/null \
-    || fail "load_busybox_image.sh failed in the guest"
+  guest "sudo /opt/raftkube/venv/bin/raftkube worker setup --no-install --build-busybox" >/dev/null \
+    || fail "raftkube worker setup failed in the guest"
   local out; out="$(guest 'sudo podman run --rm localhost/busybox:latest echo podman-ok')"
   [ "$out" = "podman-ok" ] || fail "podman run in the guest printed '$out'"
 }

@@ -207,12 +207,16 @@ def test_units_start_and_a_nodeport_service_answers_from_the_host(cluster):
 
     def pods_running():
         result = _run([*_raftkube_command("raftkubectl"), "get", "pods", "-n", "default",
-                       "-o", "json"], env=kubectl_env, timeout=120, check=False)
+                       "-l", "app=web", "-o", "json"], env=kubectl_env, timeout=120,
+                      check=False)
         if result.returncode != 0:
             return False, result.stderr[-500:]
-        items = json.loads(result.stdout).get("items", [])
-        phases = [i.get("status", {}).get("phase") for i in items
-                  if i.get("metadata", {}).get("labels", {}).get("app") == "web"]
+        if not result.stdout.strip():
+            return False, "no pods yet"
+        doc = json.loads(result.stdout)
+        # One object is printed as itself, several as a v1 List.
+        items = doc["items"] if doc.get("kind") == "List" else [doc]
+        phases = [i.get("status", {}).get("phase") for i in items]
         return len(phases) == 2 and all(p == "Running" for p in phases), phases
 
     _wait("2 web pods Running", PODS_RUNNING_TIMEOUT, pods_running)

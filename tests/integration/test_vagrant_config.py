@@ -124,8 +124,7 @@ def test_shell_scripts_are_executable():
 def test_every_provisioning_script_the_vagrantfile_runs_exists():
     text = (VAGRANT_DIR / "Vagrantfile").read_text()
     scripts = set(re.findall(r'provision\.call\("[\w-]+", "([\w.]+\.sh)"', text))
-    assert scripts == {"install_raftkube.sh", "configure_node.sh", "load_busybox_image.sh",
-                       "install_units.sh"}
+    assert scripts == {"install_raftkube.sh", "configure_node.sh", "install_units.sh"}
     for script in scripts:
         assert (REPO / "deploy" / "provision" / script).is_file(), script
     for role in ("master", "worker"):
@@ -234,7 +233,8 @@ def test_provisioning_steps_run_in_order_with_each_node_s_name_and_role(tmp_path
     steps: dict[str, list[tuple[str, list[str]]]] = {}
     for call in calls:
         if call.get("call") == "provision":
-            steps.setdefault(_machine(call), []).append((call["args"][0], call["kw"]["args"]))
+            steps.setdefault(_machine(call), []).append(
+                (call["args"][0], call["kw"].get("args", [])))
     assert sorted(steps) == ["master-1", "master-2", "worker-1"]
     nodes_lines = ["master-1 master 192.168.57.11", "master-2 master 192.168.57.12",
                    "worker-1 worker 192.168.57.51"]
@@ -243,7 +243,7 @@ def test_provisioning_steps_run_in_order_with_each_node_s_name_and_role(tmp_path
         names = [name for name, _args in steps[machine]]
         expected = ["nodes-file", "install-raftkube", "configure-node", "install-units"]
         if role == "worker":
-            expected.insert(3, "busybox-image")
+            expected.insert(3, "worker-setup")
         assert names == expected
         args = dict(steps[machine])
         assert args["nodes-file"] == nodes_lines

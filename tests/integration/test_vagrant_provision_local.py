@@ -157,6 +157,19 @@ def test_configure_master_writes_hosts_its_credentials_and_config(cluster):
     assert not (root / "etc" / "raftkube" / "worker.yaml").exists()
 
 
+def test_rendered_master_config_is_what_raftkube_master_reads(cluster):
+    from raftkube.masters.config import load_master_config
+
+    assert _configure(cluster, "master-2").returncode == 0
+    config = load_master_config(cluster["root"] / "etc" / "raftkube" / "master.yaml")
+    assert config.name == "master-2"
+    assert str(config.cluster_file) == "/etc/raftkube/cluster/cluster.yaml"
+    assert str(config.data_dir) == "/var/lib/raftkube/master"
+    assert config.bind_ip == ""
+    assert config.metrics_address == "192.168.57.12:9101"
+    assert config.join is False
+
+
 def test_configure_worker_gets_only_its_own_credentials(cluster):
     result = _configure(cluster, "worker-1")
     assert result.returncode == 0, result.stderr
