@@ -130,12 +130,44 @@ check_node_setup() {
 }
 
 check_unit() {
-  guest "sudo bash /opt/raftkube/deploy/provision/install_units.sh --role master --no-start" >/dev/null \
+  # Without credentials the master cannot start: then the unit is only installed.
+  local start_flag="--no-start"
+  [ "$have_init" -eq 0 ] || start_flag=""
+  # shellcheck disable=SC2086 # an empty flag must vanish
+  guest "sudo bash /opt/raftkube/deploy/provision/install_units.sh --role master $start_flag" >/dev/null \
     || fail "install_units.sh --role master failed in the guest"
   [ "$(guest 'systemctl is-enabled raftkube-master.service')" = "enabled" ] \
     || fail "raftkube-master.service is not enabled"
   guest "systemd-analyze verify /etc/systemd/system/raftkube-master.service" >/dev/null \
     || fail "systemd-analyze verify rejects raftkube-master.service"
+}
+
+# The real master under systemd, answering this host over the private network.
+check_master_serves() {
+  local python=python3 i status=""
+  [ -x /work/venv/bin/python ] && python=/work/venv/bin/python
+  for i in $(seq 1 60); do
+    if status="$(RAFTKUBECONFIG="$RAFTKUBE_CLUSTER_DIR/config.yaml" \
+        "$python" -m raftkube.cli.raftkubectl_main cluster status 2>&1)"; then
+      break
+    fi
+    sleep 5
+  done
+  printf '%s\n' "$status" | sed 's/^/    /'
+  printf '%s\n' "$status" | grep -q "master-1" \
+    || fail "raftkubectl cluster status did not answer from $address (try $i): $(guest 'sudo journalctl -u raftkube-master --no-pager | tail -n 20')"
+  [ "$(guest 'systemctl is-active raftkube-master.service')" = "active" ] \
+    || fail "raftkube-master.service is not active"
+  # Restart=on-failure: a killed master comes back by itself.
+  guest "sudo systemctl kill --signal=SIGKILL raftkube-master.service" >/dev/null
+  for i in $(seq 1 60); do
+    sleep 5
+    if RAFTKUBECONFIG="$RAFTKUBE_CLUSTER_DIR/config.yaml" \
+        "$python" -m raftkube.cli.raftkubectl_main cluster status >/dev/null 2>&1; then
+      return 0
+    fi
+  done
+  fail "the master did not come back after SIGKILL"
 }
 
 check_podman() {
@@ -165,6 +197,9 @@ step "vagrant up master-1 (boot + rsync + provision)" vagrant_up
 step "ssh login" ssh_login
 step "node setup checks" check_node_setup
 step "systemd unit" check_unit
+if [ "$have_init" -eq 1 ]; then
+  step "master unit serves raftkubectl from the host, restarts after SIGKILL" check_master_serves
+fi
 step "podman run in the guest" check_podman
 step "host -> guest port over the private network" check_private_network
 log "all checks passed"
