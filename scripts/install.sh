@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything raftkube needs on a Debian 12 machine (run as root), idempotently:
-# system packages (Podman, runc, busybox-static, nftables, iproute2, etcd for benchmarks),
+# system packages (Podman, runc, busybox-static, nftables, iproute2, etcd for benchmarks,
+# shellcheck and vagrant for the deployment checks),
 # a virtual environment in .venv with raftkube and its dev tools.
 # Usage: bash scripts/install.sh
 set -euo pipefail
@@ -11,6 +12,7 @@ SYSTEM_PACKAGES=(
   podman runc netavark aardvark-dns conmon
   busybox-static nftables iptables iproute2 conntrack procps psmisc
   etcd-server etcd-client
+  shellcheck vagrant
 )
 
 missing=()
