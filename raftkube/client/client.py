@@ -221,6 +221,11 @@ class AdminClient:
         """Remove a master from the membership; the Raft members after the change."""
         return self._client._run(admin_ops.remove_master_op(name))
 
+    def rotate_secrets(self) -> tuple[int, str]:
+        """Re-encrypt every stored Secret under the primary key of the masters' key file:
+        (how many were rewritten, the key name)."""
+        return self._client._run(admin_ops.rotate_secrets_op())
+
     def create_join_token(self, ttl_seconds: int = 24 * 3600,
                           description: str = "") -> admin_ops.JoinToken:
         """A bearer token a new worker can join with, valid for `ttl_seconds`."""

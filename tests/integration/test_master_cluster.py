@@ -234,8 +234,10 @@ def test_secret_encryption_keys_rotate(cluster: MasterCluster) -> None:
     assert raftkube_main.main(["encryption", "add-key", "--file", str(key_file),
                                "--name", "key2"]) == 0
     time.sleep(1.5)  # every master re-reads its key file within a second
-    reply = call(cluster.admin(1).RotateSecrets, admin_pb2.RotateSecretsRequest())
-    assert reply.key == "key2" and reply.rewritten >= 1
+    from raftkube.cli import raftkubectl_main
+
+    assert raftkubectl_main.main(["cluster", "rotate-secrets", "--config",
+                                  str(cluster.layout.admin_config)]) == 0
     assert stored_key_name() == b"key2"
     assert raftkube_main.main(["encryption", "remove-key", "--file", str(key_file),
                                "--name", "key1"]) == 0
