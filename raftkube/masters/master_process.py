@@ -188,7 +188,7 @@ class Master:
         factories: list[LoopFactory] = [
             lambda term: BootstrapLoop(self.api, self.store, self._seed_tokens),
             lambda term: ControllerManager(self.api, self.objects, controller_factories(),
-                                           term)]
+                                           term, options=config.controllers)]
         factories += [make(self) for make in extra_loops]
         self.leader_runner = LeaderRunner(factories)
         self.server: grpc.Server | None = None
