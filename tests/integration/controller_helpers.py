@@ -46,6 +46,11 @@ def delete(stub, kind: str, name: str, namespace: str = "default", grace: int | 
     request = resources_pb2.DeleteRequest(kind=kind, namespace=namespace, name=name)
     if grace is not None:
         request.grace_period_seconds = grace
+    for _ in range(5):  # the API server's read-then-CAS may race a concurrent writer
+        try:
+            return call(stub.Delete, request)
+        except apierrors.Conflict:
+            time.sleep(0.1)
     return call(stub.Delete, request)
 
 
