@@ -90,7 +90,7 @@ class HollowNodes:
     def start(self) -> HollowNodes:
         """Register every node (idempotent) and start renewing and reporting."""
         with ThreadPoolExecutor(self.config.workers) as pool:
-            list(pool.map(self.register, self.names))
+            list(pool.map(self.register_with_retry, self.names))
         self._spawn(self._watch_pods, "hollow-watch")
         for i in range(self.config.workers):
             self._spawn(self._report_loop, f"hollow-report-{i}")
@@ -146,6 +146,19 @@ class HollowNodes:
     def _node_ip(self, name: str) -> str:
         index = self.names.index(name) if name in self.names else 0
         return f"10.{200 + index // 65536}.{(index // 256) % 256}.{index % 256}"
+
+    def register_with_retry(self, name: str, timeout: float = 60.0) -> None:
+        """`register`, retried as an agent does while the cluster is still starting (the
+        lease namespace not created yet, no leader); the last error after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.register(name)
+                return
+            except apierrors.ApiError:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                time.sleep(0.5)
 
     def register(self, name: str) -> None:
         """Create the Node (status included) and its Lease; existing ones are reused and
@@ -242,8 +255,27 @@ class HollowNodes:
             with self._lock:
                 if pod.spec.node_name in self._silent:
                     continue
-            with contextlib.suppress(apierrors.ApiError):  # a newer event follows
+            self._handle_with_retry(pod)
+
+    def _handle_with_retry(self, pod: pod_pb2.Pod, attempts: int = 8) -> None:
+        """`handle`, retried from a fresh read after a failure: the master that serves
+        the write may lag the one that served the watch (a Conflict on a version it has
+        not applied yet), or be unavailable for a moment."""
+        key = (pod.metadata.namespace, pod.metadata.name)
+        for attempt in range(attempts):
+            try:
                 self.handle(pod)
+                return
+            except apierrors.NotFound:
+                return
+            except apierrors.ApiError:
+                if self._stop.wait(min(2.0, 0.1 * 2 ** attempt)):
+                    return
+            try:
+                pod = registry.unwrap(_call(self.stub().Get, resources_pb2.GetRequest(
+                    kind="Pod", namespace=key[0], name=key[1])))
+            except apierrors.ApiError:
+                continue
 
     def handle(self, pod: pod_pb2.Pod) -> None:
         """What an agent does for one pod event: finish a deletion, or report Running."""

@@ -37,10 +37,12 @@ log = get_logger(__name__)
 class EventConfig:
     """component: source.component of the events written.
     max_pending: distinct events waiting to be written before new ones are dropped.
+    batch: new events written per transaction.
     """
 
     component: str = "raftkube-controller-manager"
     max_pending: int = 5000
+    batch: int = 100
 
 
 @dataclass
@@ -104,26 +106,40 @@ class EventRecorder:
                     self._cond.wait(0.5)
                 batch = list(self._pending.values())
                 self._pending.clear()
-            for item in batch:
+            for start in range(0, len(batch), self.config.batch):
                 if stop.is_set():
                     return
-                try:
-                    self._write(item)
-                except apierrors.ApiError as e:
-                    log.debug("event not written", reason=item.reason, error=str(e))
+                self._write_batch(batch[start: start + self.config.batch])
 
-    def _write(self, item: _Pending) -> None:
+    def _event(self, item: _Pending) -> core_pb2.Event:
         now = format_time(time.time())
-        namespace = item.ref.namespace or "default"
-        name = event_name(item.ref, item.reason, item.message)
         event = core_pb2.Event(api_version="v1", kind="Event", reason=item.reason,
                                message=item.message[:1024], type=item.type,
                                first_timestamp=now, last_timestamp=now, count=item.repeats,
                                reporting_component=self.config.component)
-        event.metadata.name = name
-        event.metadata.namespace = namespace
+        event.metadata.name = event_name(item.ref, item.reason, item.message)
+        event.metadata.namespace = item.ref.namespace or "default"
         event.involved_object.CopyFrom(item.ref)
         event.source.component = self.config.component
+        return event
+
+    def _write_batch(self, items: list[_Pending]) -> None:
+        """New events in one transaction; when one exists already (a repeat) or the batch
+        fails, each is written on its own (create, or count += repeats)."""
+        try:
+            self.api.create_many([self._event(i) for i in items])  # type: ignore[attr-defined]
+            return
+        except apierrors.ApiError:
+            pass
+        for item in items:
+            try:
+                self._write(item)
+            except apierrors.ApiError as e:
+                log.debug("event not written", reason=item.reason, error=str(e))
+
+    def _write(self, item: _Pending) -> None:
+        event = self._event(item)
+        namespace, name, now = event.metadata.namespace, event.metadata.name, event.last_timestamp
         for _ in range(3):
             try:
                 self.api.create(event)  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ Options come from MasterConfig.controllers, one mapping per controller:
 controllers:
   scheduler: {scoring: MostAllocated, nodes_to_score: 50}
   nodeLifecycle: {node_monitor_grace_seconds: 6, eviction_toleration_seconds: 2}
+  volumes: {base_path: /var/lib/raftkube/volumes}
 ```
 """
 
@@ -25,6 +26,8 @@ from raftkube.masters.controllers.node_lifecycle import (
 from raftkube.masters.controllers.replicaset import ReplicaSetController
 from raftkube.masters.controllers.scheduler import Scheduler
 from raftkube.masters.controllers.scheduling import SchedulerConfig
+from raftkube.masters.controllers.statefulset import StatefulSetController
+from raftkube.masters.controllers.volumes import VolumeConfig, VolumeController
 
 
 def _section(context: ControllerContext, name: str) -> Mapping[str, Any]:
@@ -42,7 +45,10 @@ def controller_factories() -> list[ControllerFactory]:
             _section(context, "scheduler"))),
         lambda context: ReplicaSetController(context),
         lambda context: DeploymentController(context),
+        lambda context: StatefulSetController(context),
         lambda context: EndpointsController(context),
+        lambda context: VolumeController(context, VolumeConfig.from_options(
+            _section(context, "volumes"))),
         lambda context: NodeLifecycleController(context, NodeLifecycleConfig.from_options(
             _section(context, "nodeLifecycle"))),
     ]
