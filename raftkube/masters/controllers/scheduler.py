@@ -9,7 +9,8 @@ written in batches (one Raft transaction per `bind_chunk` pods through ObjectApi
                  failures ─> PodScheduled=False (Unschedulable) + FailedScheduling event
 ```
 
-Assumed pods: a pod just bound is counted on its node until the cache shows the binding
+Chunks of one cycle are bound by up to 4 concurrent transactions (the Raft log batches
+them). Assumed pods: a pod just bound is counted on its node until the cache shows the binding
 (or `assume_seconds` pass), so the next cycle never double-books a node. An unschedulable
 pod is retried when a node, volume or claim changes, a pod goes away, or after
 `retry_unschedulable_seconds`.
@@ -18,8 +19,10 @@ pod is retried when a node, volume or claim changes, a pod goes away, or after
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from raftkube import apierrors
@@ -53,6 +56,9 @@ class Scheduler:
     _assumed: dict[PodKey, tuple[str, float]] = field(default_factory=dict)
     _unschedulable: dict[PodKey, tuple[int, float, str]] = field(default_factory=dict)
     _start: int = 0
+    _needs_cache: dict = field(default_factory=dict)
+    _binders: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="scheduler-bind"))
     bound_total: int = 0
 
     def on_change(self, kind: str, namespace: str, name: str) -> None:
@@ -66,17 +72,20 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         self._dirty.set()
-        while not stop.is_set():
-            if not self._dirty.wait(1.0) and not self._unschedulable:
-                continue
-            self._dirty.clear()
-            try:
-                if self.cycle():
+        try:
+            while not stop.is_set():
+                if not self._dirty.wait(1.0) and not self._unschedulable:
+                    continue
+                self._dirty.clear()
+                try:
+                    if self.cycle():
+                        self._dirty.set()
+                except apierrors.ApiError as e:
+                    log.warning("scheduling cycle failed", error=str(e))
+                    stop.wait(0.2)
                     self._dirty.set()
-            except apierrors.ApiError as e:
-                log.warning("scheduling cycle failed", error=str(e))
-                stop.wait(0.2)
-                self._dirty.set()
+        finally:
+            self._binders.shutdown(wait=True)
 
     # -- one cycle ------------------------------------------------------------------------
     def cycle(self) -> bool:
@@ -118,15 +127,19 @@ class Scheduler:
         claims = {(c.metadata.namespace, c.metadata.name): c
                   for c in cache.list("PersistentVolumeClaim")}
         volumes = {v.metadata.name: v for v in cache.list("PersistentVolume")}
-        nodes = build_node_states(cache.list("Node"), bound)
+        nodes = build_node_states(cache.list("Node"), bound, self._needs_cache)
         by_key = {(p.metadata.namespace, p.metadata.name): p for p in batch}
         plan = schedule([pod_needs(p, claims, volumes) for p in batch], nodes, self.config,
                         self._start)
         self._start += len(batch) * max(1, self.config.nodes_to_score)
         epoch = self._epoch
-        for start in range(0, len(plan.bindings), self.config.bind_chunk):
-            chunk = plan.bindings[start: start + self.config.bind_chunk]
-            self._bind([(by_key[(ns, name)], node) for ns, name, node in chunk])
+        chunks = [plan.bindings[start: start + self.config.bind_chunk]
+                  for start in range(0, len(plan.bindings), self.config.bind_chunk)]
+        futures = [self._binders.submit(contextvars.copy_context().run, self._bind,
+                                        [(by_key[(ns, name)], node) for ns, name, node in chunk])
+                   for chunk in chunks]
+        for future in futures:
+            future.result()
         for key, message in plan.failures.items():
             self._unschedulable[key] = (epoch, time.monotonic(), message)
             self._report_unschedulable(by_key[key], message)
@@ -141,7 +154,7 @@ class Scheduler:
             self.context.api.bind_pods([(p.metadata.namespace, p.metadata.name,
                                          p.metadata.resource_version, node)
                                         for p, node in chunk])
-        except (apierrors.Conflict, apierrors.NotFound) as e:
+        except (apierrors.Conflict, apierrors.NotFound, apierrors.Invalid) as e:
             if len(chunk) == 1:
                 log.debug("binding skipped", pod=chunk[0][0].metadata.name, reason=str(e))
                 return

@@ -151,13 +151,31 @@ def node_state(node: core_pb2.Node) -> NodeState:
 
 
 def build_node_states(nodes: Iterable[core_pb2.Node],
-                      bound: Iterable[tuple[pod_pb2.Pod, str]]) -> dict[str, NodeState]:
-    """Node states with the resources of `bound` (pod, node) pairs already taken."""
+                      bound: Iterable[tuple[pod_pb2.Pod, str]],
+                      needs_cache: dict[str, PodNeeds] | None = None) -> dict[str, NodeState]:
+    """Node states with the resources of `bound` (pod, node) pairs already taken.
+
+    `needs_cache` (pod uid -> PodNeeds) saves re-reading the requests of pods seen in an
+    earlier cycle (a bound pod's requests never change); entries of pods no longer bound
+    are dropped from it.
+    """
     states = {n.metadata.name: node_state(n) for n in nodes}
+    seen: set[str] = set()
     for pod, node_name in bound:
         state = states.get(node_name)
-        if state is not None and pod_is_active(pod):
-            state.take(pod_needs(pod, {}, {}))
+        if state is None or not pod_is_active(pod):
+            continue
+        uid = pod.metadata.uid
+        needs = needs_cache.get(uid) if needs_cache is not None else None
+        if needs is None:
+            needs = pod_needs(pod, {}, {})
+            if needs_cache is not None:
+                needs_cache[uid] = needs
+        seen.add(uid)
+        state.take(needs)
+    if needs_cache is not None:
+        for uid in [u for u in needs_cache if u not in seen]:
+            del needs_cache[uid]
     return states
 
 
@@ -293,25 +311,38 @@ def filter_node(needs: PodNeeds, node: NodeState) -> str:
 def score_nodes(needs: PodNeeds, candidates: Sequence[NodeState], config: SchedulerConfig,
                 ) -> list[float]:
     """Weighted score (higher is better) of each feasible candidate."""
-    max_owned = max((n.owners[needs.owner] for n in candidates), default=0) if needs.owner else 0
-    affinity_raw = [sum(p.weight for p in needs.preferred_terms if term_matches(p.preference, n))
-                    for n in candidates] if needs.preferred_terms else None
+    owner = needs.owner
+    max_owned = max(n.owners[owner] for n in candidates) if owner else 0
+    preferred = needs.preferred_terms
+    affinity_raw = [sum(p.weight for p in preferred if term_matches(p.preference, n))
+                    for n in candidates] if preferred else None
     max_affinity = max(affinity_raw) if affinity_raw else 0
+    most = config.scoring == "MostAllocated"
+    cpu, memory = needs.cpu, needs.memory
+    images = needs.images
+    w_res, w_spread = config.resource_weight, config.spread_weight
+    w_image, w_affinity = config.image_weight, config.affinity_weight
     scores = []
     for i, node in enumerate(candidates):
-        fractions = []
-        if node.cpu:
-            fractions.append((node.used_cpu + needs.cpu) / node.cpu)
-        if node.memory:
-            fractions.append((node.used_memory + needs.memory) / node.memory)
-        used = sum(fractions) / len(fractions) if fractions else node.pods / max(node.max_pods, 1)
-        resource = 100 * (used if config.scoring == "MostAllocated" else 1 - used)
-        spread = (100 * (max_owned - node.owners[needs.owner]) / max_owned) if max_owned \
-            else 100.0
-        image = (100 * len(needs.images & node.images) / len(needs.images)) if needs.images else 0
-        affinity = (100 * affinity_raw[i] / max_affinity) if affinity_raw and max_affinity else 0
-        scores.append(config.resource_weight * resource + config.spread_weight * spread
-                      + config.image_weight * image + config.affinity_weight * affinity)
+        if node.cpu and node.memory:
+            used = ((node.used_cpu + cpu) / node.cpu
+                    + (node.used_memory + memory) / node.memory) / 2
+        elif node.cpu:
+            used = (node.used_cpu + cpu) / node.cpu
+        elif node.memory:
+            used = (node.used_memory + memory) / node.memory
+        else:
+            used = node.pods / max(node.max_pods, 1)
+        score = w_res * 100 * (used if most else 1 - used)
+        if max_owned:
+            score += w_spread * 100 * (max_owned - node.owners[owner]) / max_owned
+        elif w_spread:
+            score += w_spread * 100
+        if images and node.images:
+            score += w_image * 100 * len(images & node.images) / len(images)
+        if affinity_raw and max_affinity:
+            score += w_affinity * 100 * affinity_raw[i] / max_affinity
+        scores.append(score)
     return scores
 
 
