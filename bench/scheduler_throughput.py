@@ -80,10 +80,16 @@ class PodWatch:
 
 
 def count_running(stub, prefix: str) -> int:
-    reply = stub.List(resources_pb2.ListRequest(kind="Pod"), timeout=60)
-    return sum(1 for item in reply.items
-               if (pod := registry.unwrap(item)).metadata.name.startswith(prefix)
-               and pod.status.phase == "Running")
+    count, token = 0, ""
+    while True:
+        reply = stub.List(resources_pb2.ListRequest(kind="Pod", limit=500,
+                                                    continue_token=token), timeout=60)
+        count += sum(1 for item in reply.items
+                     if (pod := registry.unwrap(item)).metadata.name.startswith(prefix)
+                     and pod.status.phase == "Running")
+        token = reply.metadata.continue_token
+        if not token:
+            return count
 
 
 def main() -> None:
@@ -93,6 +99,7 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=10)
     parser.add_argument("--renew-seconds", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--election-timeout", type=float, default=2.0)
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C so the masters and hollow nodes are stopped and removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -101,7 +108,14 @@ def main() -> None:
     grace = max(6.0, 3 * args.renew_seconds)
     options = {"nodeLifecycle": {"node_monitor_grace_seconds": grace,
                                  "fencing_timeout_seconds": grace}}
-    with MasterCluster(3, controllers=options) as cluster:
+    # A busy 2-core machine can starve the Raft thread of the GIL for longer than the
+    # default 0.45 s election timeout; the longer timeouts keep one leader during the run.
+    store = {"election_timeout_min": args.election_timeout,
+             "election_timeout_max": 2 * args.election_timeout,
+             "leader_lease_timeout": args.election_timeout * 0.7}
+    print(f"store: election timeout {args.election_timeout}-{2 * args.election_timeout}s",
+          flush=True)
+    with MasterCluster(3, controllers=options, store_overrides=store) as cluster:
         counter = itertools.count()
         stubs = [cluster.resources(i) for i in range(3)]
 

@@ -263,7 +263,7 @@ class Master:
         registered = False
         while not self._health_stop.wait(0.5):
             try:
-                status = self.store.status()
+                status = self.store.status(with_hash=False)
             except Exception:
                 self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
                 continue
