@@ -357,9 +357,11 @@ class Store:
 
     # ---- status ----
 
-    def status(self) -> StoreStatus:
+    def status(self, with_hash: bool = True) -> StoreStatus:
         """This replica's view: term, indexes, members (with lag when leader), revision
-        and state hash (equal on all replicas at equal revisions)."""
+        and state hash (equal on all replicas at equal revisions). The hash reads every
+        key under the state lock; `with_hash=False` skips it (state_hash is then "") for
+        frequent callers such as health checks."""
         node = self._require_node()
 
         def collect() -> dict[str, Any]:
@@ -379,7 +381,10 @@ class Store:
                     "quorum": node.hasQuorum}
 
         info = node.run_in_raft_thread(collect)
-        revision, digest = self._state.state_hash()
+        if with_hash:
+            revision, digest = self._state.state_hash()
+        else:
+            revision, digest = self._state.revision, ""
         return StoreStatus(id=self.config.node_id, address=self.config.raft_address,
                            leader=info["leader"], is_leader=info["is_leader"],
                            term=info["term"], commit_index=info["commit"],

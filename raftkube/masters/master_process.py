@@ -199,7 +199,7 @@ class Master:
         factories: list[LoopFactory] = [
             lambda term: BootstrapLoop(self.api, self.store, self._seed_tokens),
             lambda term: ControllerManager(self.api, self.objects, controller_factories(),
-                                           term)]
+                                           term, options=config.controllers)]
         factories += [make(self) for make in extra_loops]
         self.leader_runner = LeaderRunner(factories)
         self.server: grpc.Server | None = None
@@ -274,7 +274,7 @@ class Master:
         registered = False
         while not self._health_stop.wait(0.5):
             try:
-                status = self.store.status()
+                status = self.store.status(with_hash=False)
             except Exception:
                 self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
                 continue

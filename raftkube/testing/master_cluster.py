@@ -65,11 +65,12 @@ class MasterCluster:
 
     def __init__(self, size: int = 3, host: str = "127.0.0.1",
                  store_overrides: dict[str, Any] | None = None, workers: tuple[str, ...] = (),
-                 ) -> None:
+                 controllers: dict[str, Any] | None = None) -> None:
         self.size = size
         self.host = host
         self.root = Path(tempfile.mkdtemp(prefix="raftkube-masters-"))
         self.store_overrides = dict(store_overrides or {})
+        self.controller_options = dict(controllers or {})
         ports = free_ports(3 * size, host)
         specs = [MasterSpec(f"m{i + 1}", host, *ports[3 * i:3 * i + 3]) for i in range(size)]
         self.init = init_cluster(InitConfig(self.root / "cluster", tuple(specs),
@@ -88,7 +89,8 @@ class MasterCluster:
         config_path = data / "master.yaml"
         write_master_config(config_path, MasterConfig(
             name=spec.name, cluster_file=self.layout.cluster_file, data_dir=data / "data",
-            audit_log=data / "audit.log", store=self.store_overrides))
+            audit_log=data / "audit.log", store=self.store_overrides,
+            controllers=self.controller_options))
         return MasterProcess(i, spec.name, spec.address(spec.api_port),
                              spec.address(spec.node_port), spec.address(spec.raft_port),
                              config_path, data / "master.log")
