@@ -9,8 +9,15 @@ from raftkube.cli.command_registry import run
 
 # One module per command tree; each exposes register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
-    "raftkube.cli.cmd_version",
-    "raftkube.cli.cmd_apply",
+    "raftkube.cli.kubectl.cmd_apply",
+    "raftkube.cli.kubectl.cmd_get",
+    "raftkube.cli.kubectl.cmd_describe",
+    "raftkube.cli.kubectl.cmd_delete",
+    "raftkube.cli.kubectl.cmd_edit",
+    "raftkube.cli.kubectl.cmd_scale",
+    "raftkube.cli.kubectl.cmd_rollout",
+    "raftkube.cli.kubectl.cmd_nodes",
+    "raftkube.cli.kubectl.cmd_cluster",
 )
 
 

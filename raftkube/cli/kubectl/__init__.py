@@ -1,0 +1,1 @@
+"""raftkubectl commands (kubectl-shaped) over the SDK."""
