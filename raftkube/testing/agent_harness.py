@@ -74,7 +74,7 @@ class AgentHarness:
             resolv_conf=ResolvConfig(nameservers=("10.96.0.10",),
                                      searches=("svc.cluster.local",)),
             backoff=BackoffConfig(initial_seconds=1.0, max_seconds=4.0),
-            relist_interval_seconds=0.3)
+            relist_interval_seconds=0.3, config_refresh_seconds=2.0)
         return WorkerConfig(**{**base.__dict__, **overrides})  # type: ignore[arg-type]
 
     def start_agent(self, name: str = "w1", runtime: Runtime | None = None,
@@ -185,8 +185,9 @@ def condition(pod: pod_pb2.Pod, kind: str) -> str:
     return next((c.status for c in pod.status.conditions if c.type == kind), "")
 
 
-def container_state(pod: pod_pb2.Pod, name: str) -> pod_pb2.ContainerStatus | None:
+def container_state(pod: pod_pb2.Pod, name: str) -> pod_pb2.ContainerStatus:
+    """The status of container `name` (an empty one while none is reported)."""
     for s in [*pod.status.container_statuses, *pod.status.init_container_statuses]:
         if s.name == name:
             return s
-    return None
+    return pod_pb2.ContainerStatus()

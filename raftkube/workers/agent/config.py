@@ -137,6 +137,7 @@ class WorkerConfig:
     node_status_interval_seconds: Node status is written when it changes or this often.
     resolv_conf: pods' DNS settings (ResolvConfig).
     backoff: container restart back-off (BackoffConfig).
+    config_refresh_seconds: how often configMap/secret volumes are re-read and updated.
     relist_interval_seconds: how often the runtime's containers are listed to notice exits.
     pod_workers: threads executing pod actions in parallel.
     node_agent: the logs/exec service (NodeAgentServiceConfig).
@@ -158,6 +159,7 @@ class WorkerConfig:
     node_status_interval_seconds: float = 60.0
     resolv_conf: ResolvConfig = field(default_factory=ResolvConfig)
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    config_refresh_seconds: float = 10.0
     relist_interval_seconds: float = 0.5
     pod_workers: int = 8
     node_agent: NodeAgentServiceConfig = field(default_factory=NodeAgentServiceConfig)

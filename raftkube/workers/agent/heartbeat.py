@@ -97,7 +97,10 @@ class NodeHeartbeat:
             current.spec.pod_cidr = desired.spec.pod_cidr or current.spec.pod_cidr
             if desired.spec.pod_cidrs:
                 current.spec.pod_cidrs[:] = list(desired.spec.pod_cidrs)
-            current.spec.taints[:] = list(desired.spec.taints)
+            present = {(t.key, t.effect) for t in current.spec.taints}
+            # config taints are added; taints others put (e.g. unreachable) are kept
+            current.spec.taints.extend(t for t in desired.spec.taints
+                                       if (t.key, t.effect) not in present)
             stored = nodes.update(current)
         self._write_status(desired, stored.status)
         return stored

@@ -205,9 +205,13 @@ class PodWorker:
                 plan = plan_pod(facts, observed, self.deps.clock())
                 break
         self._prune(observed)
+        self._refresh_volumes(pod)
         self._ensure_probes(pod, observed)
         self._report(pod, facts, observed, plan)
         wake = plan.wake_at
+        if any(v.HasField("config_map") or v.HasField("secret") for v in pod.spec.volumes):
+            refresh = self._volumes_at + self.deps.config.config_refresh_seconds
+            wake = refresh if wake is None else min(wake, refresh)
         retry = min((m.next_try for m in self.memory.values()
                      if m.error_reason and m.next_try > self.deps.clock()), default=None)
         candidates = [t for t in (wake, retry) if t is not None]
@@ -276,6 +280,21 @@ class PodWorker:
                 mem.error_reason, mem.error_message, mem.next_try = "", "", 0.0
         return True
 
+    def _refresh_volumes(self, pod: pod_pb2.Pod) -> None:
+        """Re-read referenced ConfigMaps/Secrets into their views every
+        config_refresh_seconds (a node may only get them by name, not watch them)."""
+        deps = self.deps
+        if self.sandbox is None or not any(v.HasField("config_map") or v.HasField("secret")
+                                           for v in pod.spec.volumes):
+            return
+        if deps.clock() - self._volumes_at < deps.config.config_refresh_seconds:
+            return
+        try:
+            self._volumes = deps.volumes.prepare(pod)
+        except VolumeError as exc:
+            deps.events.emit(pod, "Warning", "FailedMount", str(exc))
+        self._volumes_at = deps.clock()
+
     def _record_error_all(self, pod: pod_pb2.Pod, reason: str, message: str) -> None:
         for container in [*pod.spec.init_containers, *pod.spec.containers]:
             mem = self.mem(container.name)
@@ -307,7 +326,7 @@ class PodWorker:
         if self.sandbox is None:
             return False
         try:
-            if self._volumes is None or deps.clock() - self._volumes_at > RESYNC_SECONDS:
+            if self._volumes is None:
                 self._volumes = deps.volumes.prepare(pod)
                 self._volumes_at = deps.clock()
             mounts = self._volumes.mounts(container)
