@@ -21,14 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from raftkube import apierrors
-from raftkube.api.v1 import core_pb2, pod_pb2
+from raftkube.api.v1 import core_pb2, node_agent_pb2_grpc, pod_pb2
 from raftkube.client import Client
+from raftkube.security import pki
+from raftkube.security.grpc_auth import channel_credentials
 from raftkube.testing.master_cluster import MasterCluster
 from raftkube.testing.podman_node import ScratchPodmanNode
 from raftkube.workers.agent.agent import Agent, AgentClients
 from raftkube.workers.agent.config import (
     BackoffConfig,
+    NodeAgentServiceConfig,
     ResolvConfig,
     RuntimeConfig,
     WorkerConfig,
@@ -47,6 +52,7 @@ class AgentHarness:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     agents: dict[str, Agent] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
+    _channels: list[grpc.Channel] = field(default_factory=list)
 
     @classmethod
     def start(cls, workers: tuple[str, ...] = ("w1",), podman: bool = True) -> AgentHarness:
@@ -76,6 +82,30 @@ class AgentHarness:
             backoff=BackoffConfig(initial_seconds=1.0, max_seconds=4.0),
             relist_interval_seconds=0.3, config_refresh_seconds=2.0)
         return WorkerConfig(**{**base.__dict__, **overrides})  # type: ignore[arg-type]
+
+    def serving_config(self, name: str) -> NodeAgentServiceConfig:
+        """A node agent service on 127.0.0.1 (random port) with a CA-signed certificate."""
+        layout = self.cluster.layout
+        ca = pki.load_key_pair(layout.ca_cert, layout.ca_key)
+        pair = pki.issue_server_cert(ca, f"node-{name}", ips=["127.0.0.1"])
+        cert, key = self.root / f"{name}-serving.crt", self.root / f"{name}-serving.key"
+        pki.write_key_pair(pair, cert, key)
+        return NodeAgentServiceConfig(listen="127.0.0.1:0", cert_file=cert, key_file=key,
+                                      ca_file=layout.ca_cert)
+
+    def node_agent_stub(self, agent: Agent, admin: bool = True,
+                        ) -> node_agent_pb2_grpc.NodeAgentStub:
+        """A NodeAgent stub with the admin's client certificate (or the node's own)."""
+        layout = self.cluster.layout
+        cert = layout.admin_cert if admin else layout.worker_cert(agent.config.node_name)
+        key = layout.admin_key if admin else layout.worker_key(agent.config.node_name)
+        creds = channel_credentials(layout.ca_cert.read_bytes(),
+                                    client_cert_pem=cert.read_bytes(),
+                                    client_key_pem=key.read_bytes())
+        assert agent.server is not None
+        channel = grpc.secure_channel(f"127.0.0.1:{agent.server.port}", creds)
+        self._channels.append(channel)
+        return node_agent_pb2_grpc.NodeAgentStub(channel)
 
     def start_agent(self, name: str = "w1", runtime: Runtime | None = None,
                     **overrides: object) -> Agent:
@@ -148,6 +178,8 @@ class AgentHarness:
                 if e.involved_object.uid == pod.metadata.uid]
 
     def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
         for name in list(self.agents):
             with contextlib.suppress(Exception):
                 self.stop_agent(name)

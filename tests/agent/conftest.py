@@ -18,4 +18,4 @@ def harness() -> Iterator[AgentHarness]:
 
 @pytest.fixture(scope="module")
 def agent(harness: AgentHarness):
-    return harness.start_agent("w1")
+    return harness.start_agent("w1", node_agent=harness.serving_config("w1"))

@@ -8,9 +8,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 
-from raftkube.api.v1 import core_pb2, meta_pb2, pod_pb2
+from raftkube.api.v1 import core_pb2, meta_pb2, node_agent_pb2, pod_pb2
 from raftkube.testing.agent_harness import (
     AgentHarness,
     condition,
@@ -373,3 +374,55 @@ def test_statefulset_pods_fenced_when_masters_unreachable(harness: AgentHarness)
         time.sleep(0.2)
     assert not agent.fenced()
     harness.stop_agent("w2")
+
+
+def test_logs_and_exec_over_node_agent_service(harness: AgentHarness, agent) -> None:
+    ns = harness.namespace()
+    created = harness.create(harness.pod("talker", ns, containers=[container(
+        "talk", ["sh", "-c", "echo line-one; echo line-two; trap 'exit 0' TERM; "
+                 "while true; do sleep 0.2; done"])]))
+    running = harness.wait_pod(created, ready, what="Ready")
+    stub = harness.node_agent_stub(agent)
+    target = node_agent_pb2.ContainerRef(namespace=ns, pod="talker")
+    deadline = time.monotonic() + 10
+    text = b""
+    while b"line-two" not in text and time.monotonic() < deadline:
+        text = b"".join(c.data for c in stub.Logs(node_agent_pb2.LogsRequest(target=target),
+                                                   timeout=10))
+        time.sleep(0.2)
+    assert text == b"line-one\nline-two\n"
+    tail = b"".join(c.data for c in stub.Logs(
+        node_agent_pb2.LogsRequest(target=target, tail_lines=1), timeout=10))
+    assert tail == b"line-two\n"
+
+    def exec_messages():
+        yield node_agent_pb2.ExecInput(start=node_agent_pb2.ExecStart(
+            target=target, command=["sh", "-c", "cat; echo err >&2; exit 4"], stdin=True))
+        yield node_agent_pb2.ExecInput(stdin=b"from stdin\n")
+        yield node_agent_pb2.ExecInput(stdin_eof=True)
+
+    out, err, code = b"", b"", None
+    for message in stub.Exec(exec_messages(), timeout=20):
+        if message.HasField("exit_code"):
+            code = message.exit_code
+        elif message.stream == "stderr":
+            err += message.data
+        else:
+            out += message.data
+    assert (out, err, code) == (b"from stdin\n", b"err\n", 4)
+
+    with pytest.raises(grpc.RpcError) as missing:
+        list(stub.Logs(node_agent_pb2.LogsRequest(target=node_agent_pb2.ContainerRef(
+            namespace=ns, pod="nope")), timeout=10))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as denied:
+        list(harness.node_agent_stub(agent, admin=False).Logs(
+            node_agent_pb2.LogsRequest(target=target), timeout=10))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # previous: after a restart, the earlier instance's log
+    os.kill(host_pid(harness, container_state(running, "talk").container_id), signal.SIGKILL)
+    harness.wait_pod(created, lambda p: container_state(p, "talk").restart_count == 1,
+                     what="restart")
+    previous = b"".join(c.data for c in stub.Logs(
+        node_agent_pb2.LogsRequest(target=target, previous=True), timeout=10))
+    assert previous == b"line-one\nline-two\n"

@@ -29,6 +29,7 @@ from raftkube.logging_config import get_logger
 from raftkube.workers.agent.api_objects import ApiObjectSource, EventRecorder
 from raftkube.workers.agent.config import WorkerConfig
 from raftkube.workers.agent.heartbeat import NodeHeartbeat, detect_node_ip
+from raftkube.workers.agent.node_agent_service import NodeAgentServer, NodeAgentServicer
 from raftkube.workers.agent.node_status import machine_facts
 from raftkube.workers.agent.pod_worker import PodWorker, WorkerDeps
 from raftkube.workers.agent.volumes import VolumeManager
@@ -68,6 +69,15 @@ class Agent:
         self.config = config
         self.runtime = runtime
         self.clients = clients
+        self.server: NodeAgentServer | None = None
+        service = config.node_agent
+        if service.listen:
+            assert service.cert_file and service.key_file and service.ca_file
+            self.server = NodeAgentServer(
+                NodeAgentServicer(runtime, self.lookup_pod, service.allowed_groups),
+                service.listen, service.cert_file.read_bytes(),
+                service.key_file.read_bytes(), service.ca_file.read_bytes())
+            agent_port = agent_port or self.server.port
         masters = clients.api.masters
         self.node_ip = config.node_ip or detect_node_ip(masters)
         self.objects = ApiObjectSource(clients.api)
@@ -106,7 +116,14 @@ class Agent:
         self._spawn(self._relist_loop, "agent-relist")
         self._spawn(self._fence_loop, "agent-fence")
         self._spawn(self._informer_guard, "agent-informer-guard")
+        if self.server is not None:
+            self.server.start()
         return self
+
+    def lookup_pod(self, namespace: str, name: str) -> pod_pb2.Pod | None:
+        """The pod bound to this node with that name, from the informer's cache."""
+        informer = self._informer
+        return informer.get(name, namespace) if informer is not None else None
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -116,6 +133,8 @@ class Agent:
     def stop(self) -> None:
         """Stop the agent; pods keep running (idempotent)."""
         self._stop.set()
+        if self.server is not None:
+            self.server.stop()
         if self._informer is not None:
             self._informer.stop()
         self.heartbeat.stop()
