@@ -41,6 +41,7 @@ from raftkube.workers.agent.config import (
 from raftkube.workers.runtime.interface import Runtime
 
 IMAGE = "localhost/busybox:latest"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
