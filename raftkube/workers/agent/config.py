@@ -183,7 +183,8 @@ def _check_unknown(doc: dict[str, Any], cls: type, where: str) -> dict[str, str]
     known = {_camel(f.name): f.name for f in fields(cls)}
     for key in doc:
         if key not in known:
-            raise WorkerConfigError(f"{where}.{key}: unknown field (known: "
+            at = f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+            raise WorkerConfigError(f"{at}: unknown field (known: "
                                     f"{', '.join(sorted(known))})")
     return known
 
@@ -250,7 +251,7 @@ def parse_worker_config(doc: Any, source: str, base_dir: Path) -> WorkerConfig:
     """A WorkerConfig from a parsed YAML document. WorkerConfigError names the field."""
     if not isinstance(doc, dict):
         raise WorkerConfigError(f"{source}: expected a mapping")
-    known = _check_unknown(doc, WorkerConfig, source)
+    known = _check_unknown(doc, WorkerConfig, f"{source}:")
     kwargs: dict[str, Any] = {}
     for key in ("nodeName", "clientConfig"):
         if key not in doc:
