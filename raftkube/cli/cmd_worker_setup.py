@@ -20,8 +20,10 @@ from raftkube.workers.podman_setup import (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("worker", help="worker node commands")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="run the worker (agent) with this config file (YAML)")
     commands = parser.add_subparsers(dest="worker_command", metavar="SUBCOMMAND")
-    parser.set_defaults(func=lambda _args: _help(parser))
+    parser.set_defaults(func=lambda args: _run_worker(args) if args.config else _help(parser))
 
     setup = commands.add_parser(
         "setup", help="install Podman, runc, busybox-static and write containers.conf")
@@ -37,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     setup.add_argument("--build-busybox", action="store_true",
                        help=f"also build {BUSYBOX_IMAGE} into the configured store")
     setup.set_defaults(func=_setup)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from raftkube.cli.cmd_worker import run_from_file
+
+    return run_from_file(args.config)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:

@@ -1,0 +1,287 @@
+"""The agent: one node's kubelet role.
+
+    Agent.start()
+      runtime + VolumeManager + EventRecorder
+      NodeHeartbeat.register(); heartbeat thread (Lease every lease_interval)
+      pod Informer (spec.nodeName=<node>, all namespaces)
+           on add/update -> PodWorker(uid).update(pod)   (one thread per pod)
+           on delete     -> PodWorker(uid).removed()
+      after the informer synced: adopt / clean up
+           a runtime sandbox or container whose pod uid the API does not know -> removed
+      relister (every relist_interval): runtime.list_containers() -> poke the workers of
+           pods whose containers changed (exits are seen within ~relist_interval)
+      fencing: no Lease renewal for fencing_timeout -> workers stop StatefulSet pods and
+           pods being deleted (facts.terminating); renewals resume -> normal again
+    Agent.stop(): stops threads; containers keep running (a restarted agent adopts them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from raftkube.api.v1 import pod_pb2
+from raftkube.client import Client, ClientOptions
+from raftkube.client.retry import RetryConfig
+from raftkube.logging_config import get_logger
+from raftkube.workers.agent.api_objects import ApiObjectSource, EventRecorder
+from raftkube.workers.agent.config import WorkerConfig
+from raftkube.workers.agent.heartbeat import NodeHeartbeat, detect_node_ip
+from raftkube.workers.agent.node_agent_service import NodeAgentServer, NodeAgentServicer
+from raftkube.workers.agent.node_status import machine_facts
+from raftkube.workers.agent.pod_worker import PodWorker, WorkerDeps
+from raftkube.workers.agent.volumes import VolumeManager
+from raftkube.workers.runtime.interface import ContainerRuntimeError, Runtime
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentClients:
+    """The SDK clients the agent uses: `api` for pods/status/objects, `lease` with short
+    deadlines for the Lease (so an unreachable cluster is noticed within seconds)."""
+
+    api: Client
+    lease: Client
+
+    @classmethod
+    def from_config(cls, config: WorkerConfig) -> AgentClients:
+        interval = config.lease_interval_seconds
+        lease_options = ClientOptions(retry=RetryConfig(
+            max_attempts=3, deadline=max(1.0, interval), base_backoff=0.05,
+            max_backoff=0.3, call_timeout=max(0.5, interval * 0.75)))
+        api = Client.from_config(config.client_config)
+        lease = Client.from_config(config.client_config, options=lease_options)
+        return cls(api, lease)
+
+    def close(self) -> None:
+        self.api.close()
+        self.lease.close()
+
+
+class Agent:
+    """See the module docstring. Not restartable: make a new Agent after stop()."""
+
+    def __init__(self, config: WorkerConfig, runtime: Runtime, clients: AgentClients, *,
+                 runtime_version: str = "", agent_port: int = 0) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.clients = clients
+        self.server: NodeAgentServer | None = None
+        service = config.node_agent
+        if service.listen:
+            assert service.cert_file and service.key_file and service.ca_file
+            self.server = NodeAgentServer(
+                NodeAgentServicer(runtime, self.lookup_pod, service.allowed_groups),
+                service.listen, service.cert_file.read_bytes(),
+                service.key_file.read_bytes(), service.ca_file.read_bytes())
+            agent_port = agent_port or self.server.port
+        masters = clients.api.masters
+        self.node_ip = config.node_ip or detect_node_ip(masters)
+        self.objects = ApiObjectSource(clients.api)
+        self.volumes = VolumeManager(config.data_dir, self.objects)
+        self.events = EventRecorder(clients.api, config.node_name)
+        self.heartbeat = NodeHeartbeat(
+            config, clients.api, clients.lease, runtime, machine_facts(config.data_dir),
+            self.node_ip, runtime_version or type(runtime).__name__, agent_port)
+        self._workers: dict[str, PodWorker] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stop_pool = ThreadPoolExecutor(max_workers=max(2, config.pod_workers),
+                                             thread_name_prefix="stop")
+        self._threads: list[threading.Thread] = []
+        self._informer = None
+        self._fenced_logged = False
+        self.synced = threading.Event()
+        self.deps = WorkerDeps(config=config, client=clients.api, runtime=runtime,
+                               volumes=self.volumes, objects=self.objects, events=self.events,
+                               node_ip=self.node_ip, fenced=self.fenced,
+                               stop_pool=self._stop_pool, on_exit=self._worker_exited)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> Agent:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.heartbeat.register()
+        self.heartbeat.renew_lease()
+        self.heartbeat.start()
+        informer = self.clients.api.pods.informer(
+            all_namespaces=True, field_selector=f"spec.nodeName={self.config.node_name}")
+        informer.add_handlers(on_add=self._pod_changed,
+                              on_update=lambda _old, new: self._pod_changed(new),
+                              on_delete=self._pod_deleted)
+        self._informer = informer.start()
+        self._spawn(self._after_sync, "agent-adopt")
+        self._spawn(self._relist_loop, "agent-relist")
+        self._spawn(self._fence_loop, "agent-fence")
+        self._spawn(self._informer_guard, "agent-informer-guard")
+        if self.server is not None:
+            self.server.start()
+        return self
+
+    def lookup_pod(self, namespace: str, name: str) -> pod_pb2.Pod | None:
+        """The pod bound to this node with that name, from the informer's cache."""
+        informer = self._informer
+        return informer.get(name, namespace) if informer is not None else None
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the agent; pods keep running (idempotent)."""
+        self._stop.set()
+        if self.server is not None:
+            self.server.stop()
+        if self._informer is not None:
+            self._informer.stop()
+        self.heartbeat.stop()
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.shutdown()
+        for worker in workers:
+            worker.join(15)
+        for thread in self._threads:
+            thread.join(10)
+        self._stop_pool.shutdown(wait=False, cancel_futures=True)
+        self.events.close()
+
+    # -- fencing --------------------------------------------------------------------------
+    def fenced(self) -> bool:
+        """No successful Lease renewal for longer than fencing_timeout."""
+        return self.heartbeat.since_renewal() > self.config.fencing_timeout_seconds
+
+    def _fence_loop(self) -> None:
+        was = False
+        while not self._stop.wait(0.25):
+            now = self.fenced()
+            if now != was:
+                log.warning("fencing " + ("on: stopping StatefulSet pods" if now else "off"),
+                            node=self.config.node_name,
+                            since_renewal=round(self.heartbeat.since_renewal(), 1))
+                self._poke_all()
+                was = now
+
+    # -- pods ------------------------------------------------------------------------------
+    def _pod_changed(self, pod: pod_pb2.Pod) -> None:
+        uid = pod.metadata.uid
+        with self._lock:
+            worker = self._workers.get(uid)
+            if worker is None:
+                worker = PodWorker(uid, pod, self.deps)
+                self._workers[uid] = worker
+                worker.start()
+                return
+        worker.update(pod)
+
+    def _pod_deleted(self, pod: pod_pb2.Pod) -> None:
+        with self._lock:
+            worker = self._workers.get(pod.metadata.uid)
+        if worker is not None:
+            worker.removed()
+
+    def _worker_exited(self, uid: str) -> None:
+        with self._lock:
+            self._workers.pop(uid, None)
+
+    def _poke_all(self) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.poke()
+
+    def pod_uids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._workers)
+
+    # -- adoption and cleanup ----------------------------------------------------------------
+    def _after_sync(self) -> None:
+        assert self._informer is not None
+        while not self._stop.is_set() and not self._informer.wait_for_sync(1.0):
+            pass
+        if self._stop.is_set():
+            return
+        self.synced.set()
+        try:
+            self.remove_orphans()
+        except ContainerRuntimeError as exc:
+            log.warning("orphan cleanup failed", error=str(exc))
+
+    def remove_orphans(self) -> list[str]:
+        """Remove sandboxes, containers and volume dirs of pod uids the API does not bind
+        to this node. Only after the informer synced (never on a partial view)."""
+        if not self.synced.is_set():
+            return []
+        assert self._informer is not None
+        known = {p.metadata.uid for p in self._informer.list()}
+        uids = {s.uid for s in self.runtime.list_pod_sandboxes()}
+        uids |= {c.pod_uid for c in self.runtime.list_containers()}
+        uids |= set(self.volumes.known_pod_uids())
+        orphans = sorted(u for u in uids - known if u)
+        with self._lock:
+            orphans = [u for u in orphans if u not in self._workers]
+        for uid in orphans:
+            log.info("removing what no pod owns", pod_uid=uid)
+            self.runtime.remove_pod_sandbox(uid, 0)
+            self.volumes.cleanup(uid)
+        return orphans
+
+    # -- relist (PLEG) -------------------------------------------------------------------------
+    def _relist_loop(self) -> None:
+        previous: dict[str, tuple] = {}
+        interval = self.config.relist_interval_seconds
+        while not self._stop.wait(interval):
+            try:
+                containers = self.runtime.list_containers()
+            except ContainerRuntimeError as exc:
+                log.warning("relist failed", error=str(exc))
+                continue
+            current: dict[str, list] = {}
+            for c in containers:
+                current.setdefault(c.pod_uid, []).append(
+                    (c.container_id, c.state.value, c.exit_code))
+            snapshot = {uid: tuple(sorted(items)) for uid, items in current.items()}
+            changed = {uid for uid in set(snapshot) | set(previous)
+                       if snapshot.get(uid) != previous.get(uid)}
+            previous = snapshot
+            if not changed:
+                continue
+            with self._lock:
+                workers = [self._workers[u] for u in changed if u in self._workers]
+            for worker in workers:
+                worker.poke()
+
+    def _informer_guard(self) -> None:
+        """An informer that stopped on an error is replaced (the agent never goes deaf)."""
+        while not self._stop.wait(2.0):
+            informer = self._informer
+            if informer is not None and informer.error is not None:
+                log.warning("pod informer stopped; starting a new one",
+                            error=str(informer.error))
+                informer.stop()
+                replacement = self.clients.api.pods.informer(
+                    all_namespaces=True,
+                    field_selector=f"spec.nodeName={self.config.node_name}")
+                replacement.add_handlers(on_add=self._pod_changed,
+                                         on_update=lambda _o, n: self._pod_changed(n),
+                                         on_delete=self._pod_deleted)
+                self._informer = replacement.start()
+
+
+def with_overrides(config: WorkerConfig, **changes: object) -> WorkerConfig:
+    """A copy of `config` with fields replaced (tests, hollow nodes)."""
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
+    """Poll `predicate` until true or `timeout` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

@@ -1,0 +1,79 @@
+"""`raftkube worker --config FILE`: build the runtime the config names, run the agent until
+SIGTERM/SIGINT, then stop the agent only: pods keep running, and the next agent adopts them.
+
+    podman: PodmanService (started on runtime.podmanSocket unless one answers; with
+            runtime.hostDir as its per-node store, inside runtime.netns if set)
+            -> PodmanRuntime(node name, socket)
+    fake:   FakeRuntime (hollow node: no process runs)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from raftkube.logging_config import get_logger
+from raftkube.workers.agent.agent import Agent, AgentClients
+from raftkube.workers.agent.config import WorkerConfig
+from raftkube.workers.podman_setup import HostStoreConfig, write_host_configs
+from raftkube.workers.runtime.fake_runtime import FakeRuntime, FakeRuntimeConfig
+from raftkube.workers.runtime.interface import Runtime
+from raftkube.workers.runtime.podman_runtime import PodmanRuntime, PodmanRuntimeConfig
+from raftkube.workers.runtime.podman_service import PodmanService, PodmanServiceConfig
+
+log = get_logger(__name__)
+
+
+@dataclass
+class BuiltRuntime:
+    runtime: Runtime
+    version: str
+    service: PodmanService | None = None
+
+    def close(self) -> None:
+        """Release the runtime; a Podman service we started is stopped (its containers
+        keep running under conmon)."""
+        self.runtime.close()
+        if self.service is not None:
+            self.service.stop()
+
+
+def build_runtime(config: WorkerConfig) -> BuiltRuntime:
+    rt = config.runtime
+    if rt.kind == "fake":
+        fake = FakeRuntime(FakeRuntimeConfig(
+            node=config.node_name, pod_cidr=config.pod_cidr or "10.250.0.0/16",
+            images=frozenset(rt.fake_images)))
+        return BuiltRuntime(fake, "fake://0")
+    containers_conf = storage_conf = None
+    if rt.host_dir is not None:
+        store = HostStoreConfig(rt.host_dir)
+        write_host_configs(store)
+        containers_conf, storage_conf = store.containers_conf, store.storage_conf
+    service = None
+    if rt.start_service:
+        service = PodmanService(PodmanServiceConfig(
+            socket_path=rt.podman_socket, containers_conf=containers_conf,
+            storage_conf=storage_conf, netns=rt.netns or None, reuse_existing=True))
+        service.start()
+    runtime = PodmanRuntime(PodmanRuntimeConfig(node=config.node_name,
+                                                socket_path=str(rt.podman_socket)))
+    return BuiltRuntime(runtime, "podman://4", service)
+
+
+def run_worker(config: WorkerConfig, stop: threading.Event) -> int:
+    """Run until `stop` is set; 0 on a clean stop."""
+    built = build_runtime(config)
+    clients = AgentClients.from_config(config)
+    agent = Agent(config, built.runtime, clients, runtime_version=built.version)
+    try:
+        agent.start()
+        log.info("worker agent running", node=config.node_name,
+                 pods_port=agent.server.port if agent.server else 0)
+        stop.wait()
+    finally:
+        agent.stop()
+        clients.close()
+        built.close()
+    log.info("worker agent stopped; pods keep running", node=config.node_name)
+    return 0

@@ -1,0 +1,93 @@
+"""`raftkube worker --config FILE` as a real process: runs pods, stops cleanly on SIGTERM
+without killing them, and a new process adopts them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raftkube.testing.agent_harness import REPO_ROOT, AgentHarness, condition, container_state
+from raftkube.workers.runtime.podman_runtime import PodmanRuntime, PodmanRuntimeConfig
+
+pytestmark = [pytest.mark.podman, pytest.mark.timeout(300)]
+
+
+def _write_config(harness: AgentHarness, path: Path) -> None:
+    assert harness.podman is not None
+    doc = {
+        "nodeName": "w1",
+        "clientConfig": str(harness.cluster.layout.worker_config("w1")),
+        "runtime": {"kind": "podman", "podmanSocket": str(harness.podman.store.socket_path),
+                    "network": harness.podman.network, "startService": False},
+        "nodeIP": "127.0.0.1",
+        "podCIDR": str(harness.podman.subnet),
+        "labels": {"disk": "ssd"},
+        "taints": [{"key": "dedicated", "value": "test", "effect": "NoSchedule"}],
+        "dataDir": str(harness.root / "proc-w1"),
+        "leaseIntervalSeconds": 0.5,
+    }
+    path.write_text(yaml.safe_dump(doc))
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "raftkube.cli.raftkube_main", "worker",
+                                 "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                env=env, cwd=str(REPO_ROOT))
+
+
+def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path) -> None:
+    harness = AgentHarness.start(workers=("w1",))
+    process = None
+    try:
+        config, log = tmp_path / "worker.yaml", tmp_path / "worker.log"
+        _write_config(harness, config)
+        process = _spawn(config, log)
+        ns = harness.namespace()
+        pod = harness.create(harness.pod("p", ns))
+        running = harness.wait_pod(pod, lambda p: condition(p, "Ready") == "True",
+                                   what="Ready", timeout=90)
+        node = harness.admin.nodes.get("w1")
+        assert node.metadata.labels["disk"] == "ssd"
+        assert [(t.key, t.effect) for t in node.spec.taints] == [("dedicated", "NoSchedule")]
+        cid = container_state(running, "main").container_id
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()[-2000:]
+        rt = PodmanRuntime(PodmanRuntimeConfig(
+            node="w1", socket_path=str(harness.podman.store.socket_path)))  # type: ignore[union-attr]
+        assert [c.state.value for c in rt.list_containers(running.metadata.uid)] == ["running"]
+        process = _spawn(config, log)
+        time.sleep(3)
+        after = harness.wait_pod(pod, lambda p: condition(p, "Ready") == "True", what="Ready")
+        assert container_state(after, "main").container_id == cid
+        assert container_state(after, "main").restart_count == 0
+        harness.admin.pods.delete("p", ns, grace_period_seconds=1)
+        harness.wait_gone(after, timeout=30)
+        assert rt.list_containers(running.metadata.uid) == []
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        harness.close()
+
+
+def test_bad_config_is_refused_naming_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("nodeName: w1\nclientConfig: c.yaml\nruntime: {kind: docker}\n")
+    result = subprocess.run([sys.executable, "-m", "raftkube.cli.raftkube_main", "worker",
+                             "--config", str(config)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60)
+    assert result.returncode == 2
+    assert "runtime.kind" in result.stderr and "docker" in result.stderr
