@@ -70,9 +70,9 @@ def join(token: str, master: str, ca_file: Path, name: str, directory: Path,
         token_file=node_dir / "token", user=f"system:node:{name}"))
     worker = {"nodeName": name, "clientConfig": str(client_config)}
     if node_ip:
-        worker["nodeIp"] = node_ip
+        worker["nodeIP"] = node_ip
     if pod_cidr:
-        worker["podCidr"] = pod_cidr
+        worker["podCIDR"] = pod_cidr
     worker_config = directory / "worker.yaml"
     write_private(worker_config, yaml.safe_dump(worker, sort_keys=False).encode())
     return worker_config
@@ -126,5 +126,5 @@ def _join(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"error: {e}")
         return 1
-    print(f"node {args.name} joined; start it with: raftkube worker run --config {path}")
+    print(f"node {args.name} joined; start it with: raftkube worker --config {path}")
     return 0

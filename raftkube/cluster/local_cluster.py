@@ -211,7 +211,7 @@ def _bring_up(config: LocalClusterConfig, state: LocalClusterState,
             cfg = _write_worker(config, init.layout, host, str(pods[index + 1]), gateway)
             _spawn(state, host.name, "worker",
                    ["nsenter", f"--net=/run/netns/{host.netns}",
-                    *_raftkube("worker", "run", "--config", str(cfg))])
+                    *_raftkube("worker", "--config", str(cfg))])
         if workers:
             progress(f"started {len(workers)} workers; waiting for their nodes to be Ready")
             _wait("every node to be Ready", lambda: _nodes_ready(admin, workers),
@@ -257,16 +257,15 @@ def _write_worker(config: LocalClusterConfig, layout, host, pod_cidr: str,
     doc = {
         "nodeName": host.name,
         "clientConfig": str(layout.worker_config(host.name)),
-        "nodeIp": host.address,
-        "podCidr": pod_cidr,
+        "nodeIP": host.address,
+        "podCIDR": pod_cidr,
         "dataDir": str(root / "agent"),
         "runtime": {"kind": "podman", "podmanSocket": str(store.socket_path),
                     "hostDir": str(store.host_dir)},
         "resolvConf": {"nameservers": [host.address],
                        "searches": ["svc.cluster.local", "cluster.local"],
                        "options": ["ndots:5"]},
-        "network": {"clusterCidr": config.pod_cidr, "dnsPort": 53, "ingressPort": 80,
-                    "nodePortsOnLocalhost": False},
+        "network": {"clusterCIDR": config.pod_cidr, "dnsPort": 53, "ingressPort": 80},
     }
     path = root / "worker.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

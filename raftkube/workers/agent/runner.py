@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from raftkube.logging_config import get_logger
 from raftkube.workers.agent.agent import Agent, AgentClients
 from raftkube.workers.agent.config import WorkerConfig
+from raftkube.workers.network.network_sync import NetworkSync
+from raftkube.workers.network.node_network import NodeNetwork, NodeNetworkConfig
 from raftkube.workers.podman_setup import HostStoreConfig, write_host_configs
 from raftkube.workers.runtime.fake_runtime import FakeRuntime, FakeRuntimeConfig
 from raftkube.workers.runtime.interface import Runtime
@@ -47,7 +49,8 @@ def build_runtime(config: WorkerConfig) -> BuiltRuntime:
         return BuiltRuntime(fake, "fake://0")
     containers_conf = storage_conf = None
     if rt.host_dir is not None:
-        store = HostStoreConfig(rt.host_dir)
+        # The host's default Podman network is its pod subnet, so pods get pod IPs.
+        store = HostStoreConfig(rt.host_dir, default_subnet=config.pod_cidr)
         write_host_configs(store)
         containers_conf, storage_conf = store.containers_conf, store.storage_conf
     service = None
@@ -61,17 +64,37 @@ def build_runtime(config: WorkerConfig) -> BuiltRuntime:
     return BuiltRuntime(runtime, "podman://4", service)
 
 
+def start_network(config: WorkerConfig, clients: AgentClients, node_ip: str
+                  ) -> NetworkSync | None:
+    """The worker's network role from `config.network` (None when not configured)."""
+    settings = config.network
+    if settings is None:
+        return None
+    network = NodeNetwork(NodeNetworkConfig(
+        node_name=config.node_name, node_address=node_ip,
+        cluster_cidr=settings.cluster_cidr, service_cidr=settings.service_cidr,
+        cluster_domain=settings.cluster_domain, dns_port=settings.dns_port or None,
+        ingress_port=settings.ingress_port or None, proxy_table=settings.proxy_table,
+        node_ports_on_localhost=settings.node_ports_on_localhost))
+    return NetworkSync(clients.api, network).start()
+
+
 def run_worker(config: WorkerConfig, stop: threading.Event) -> int:
     """Run until `stop` is set; 0 on a clean stop."""
     built = build_runtime(config)
     clients = AgentClients.from_config(config)
     agent = Agent(config, built.runtime, clients, runtime_version=built.version)
+    network: NetworkSync | None = None
     try:
         agent.start()
+        network = start_network(config, clients, agent.node_ip)
         log.info("worker agent running", node=config.node_name,
-                 pods_port=agent.server.port if agent.server else 0)
+                 pods_port=agent.server.port if agent.server else 0,
+                 network=network is not None)
         stop.wait()
     finally:
+        if network is not None:
+            network.stop()
         agent.stop()
         clients.close()
         built.close()
