@@ -117,6 +117,10 @@ def test_apply_create_get(kubectl, tmp_path, client) -> None:
     code, out, _ = kubectl("get", "cm", "-A", "--field-selector", "metadata.name=web-settings")
     assert out.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert out.splitlines()[1].split()[:2] == ["default", "web-settings"]
+    code, out, _ = kubectl("get", "deploy,cm")
+    tables = out.split("\n\n")
+    assert tables[0].splitlines()[0].split()[0:2] == ["NAME", "READY"]
+    assert tables[1].splitlines()[0].split() == ["NAME", "DATA", "AGE"]
     code, out, err = kubectl("get", "pods", "-l", "app=nothing")
     assert code == 0 and out == "" and "No resources found in default namespace." in err
     code, _, err = kubectl("get", "deploy", "nope")

@@ -228,5 +228,7 @@ def test_parse_duration_and_targets() -> None:
     assert [(i.kind, n) for i, n in parse_targets(["po/x", "svc/y"])] == [
         ("Pod", "x"), ("Service", "y")]
     assert parse_targets(["pods"])[0][1] == ""
+    assert [(i.kind, n) for i, n in parse_targets(["deploy,svc"])] == [
+        ("Deployment", ""), ("Service", "")]
     with pytest.raises(CommandError):
         parse_targets(["po", "svc/y"])
