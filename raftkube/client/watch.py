@@ -140,6 +140,8 @@ class Watch:
         self.stop()
 
     def _relist(self) -> list[WatchEvent]:
+        # Linearizable: a lagging master must never hand back a state older than what the
+        # watch has already delivered.
         spec = self._spec
         items: list[Any] = []
         token = ""
@@ -147,7 +149,7 @@ class Watch:
         while True:
             page = self._transport.run(list_op(
                 spec.info, spec.namespace, spec.label_selector, spec.field_selector,
-                self._page_size, token))
+                self._page_size, token, linearizable=True))
             items.extend(page.items)
             revision = revision or page.resource_version
             token = page.continue_token
