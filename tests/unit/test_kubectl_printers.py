@@ -232,3 +232,13 @@ def test_parse_duration_and_targets() -> None:
         ("Deployment", ""), ("Service", "")]
     with pytest.raises(CommandError):
         parse_targets(["po", "svc/y"])
+
+
+def test_leading_config_flag_moves_behind_the_command() -> None:
+    from raftkube.cli.raftkubectl_main import global_flags_last
+
+    assert global_flags_last(["--config", "c.yaml", "get", "pods"]) == [
+        "get", "pods", "--config", "c.yaml"]
+    assert global_flags_last(["--config=c.yaml", "get", "pods"]) == [
+        "get", "pods", "--config=c.yaml"]
+    assert global_flags_last(["get", "pods", "--config", "c"]) == ["get", "pods", "--config", "c"]
