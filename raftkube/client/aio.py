@@ -119,7 +119,7 @@ class AsyncWatch:
         while True:
             page = await self._transport.run(core.list_op(
                 spec.info, spec.namespace, spec.label_selector, spec.field_selector,
-                self._options.list_page_size, token))
+                self._options.list_page_size, token, linearizable=True))
             items.extend(page.items)
             revision = revision or page.resource_version
             token = page.continue_token

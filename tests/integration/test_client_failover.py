@@ -327,3 +327,21 @@ def test_client_namespace_option_applies_to_objects_without_one(cluster) -> None
         assert [o.metadata.name for o in team.configmaps.list()] == ["mine"]
         with pytest.raises(apierrors.NotFound):
             team.configmaps.get("mine", "default")
+
+
+def test_slow_consumer_is_not_mistaken_for_a_dead_master(cluster) -> None:
+    options = ClientOptions(watch_idle_timeout=2.0, linearizable_reads=True)
+    client = Client.from_config(cluster.layout.admin_config, options=options)
+    with client, client.configmaps.watch(label_selector="test=slow") as watch:
+        # Nothing matches yet: the first event comes from the open stream.
+        creator = threading.Timer(1.0, lambda: client.create(config_map("slow-0", "slow")))
+        creator.start()
+        first = next(watch)
+        creator.join()
+        master = client.current_master
+        time.sleep(4.0)  # the consumer holds the event longer than the idle timeout
+        client.create(config_map("slow-1", "slow"))
+        second = next(watch)
+        assert (first.object.metadata.name, second.object.metadata.name) == (
+            "slow-0", "slow-1")
+        assert client.current_master == master  # no failover was triggered

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -117,6 +119,10 @@ def test_apply_create_get(kubectl, tmp_path, client) -> None:
     code, out, _ = kubectl("get", "cm", "-A", "--field-selector", "metadata.name=web-settings")
     assert out.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert out.splitlines()[1].split()[:2] == ["default", "web-settings"]
+    code, out, _ = kubectl("get", "deploy,cm")
+    tables = out.split("\n\n")
+    assert tables[0].splitlines()[0].split()[0:2] == ["NAME", "READY"]
+    assert tables[1].splitlines()[0].split() == ["NAME", "DATA", "AGE"]
     code, out, err = kubectl("get", "pods", "-l", "app=nothing")
     assert code == 0 and out == "" and "No resources found in default namespace." in err
     code, _, err = kubectl("get", "deploy", "nope")
@@ -444,3 +450,22 @@ def test_get_watch_prints_changes(kubectl, client) -> None:
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "DATA", "AGE"]
     assert [line.split()[:2] for line in lines[1:]] == [["watched", "0"], ["watched", "1"]]
+
+
+def test_runs_as_a_program_with_a_leading_config_flag(cluster, tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RAFTKUBECONFIG", None)
+    program = [sys.executable, "-m", "raftkube.cli.raftkubectl_main"]
+    done = subprocess.run([*program, "--config", str(cluster.layout.admin_config), "get",
+                           "namespaces", "-o", "name"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # Unreachable masters: a readable error and a failing exit code.
+    config = load_client_config(cluster.layout.admin_config)
+    dead = tmp_path / "dead.yaml"
+    write_client_config(dead, dataclasses.replace(config, masters=("127.0.0.1:1",)))
+    done = subprocess.run([*program, "get", "pods", "--config", str(dead)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: Unavailable: list pods: no master answered")
+    assert len(done.stderr.strip().splitlines()) == 1
