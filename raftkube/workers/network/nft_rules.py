@@ -23,6 +23,7 @@ Packet path (all inside `table ip <name>`)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -122,6 +123,7 @@ def _affinity_declaration(timeout: int) -> str:
     return f"type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"
 
 
+@functools.lru_cache(maxsize=131072)
 def _ident(*parts: str) -> str:
     """A readable nft identifier with a hash suffix (unique, <= 60 chars)."""
     raw = "_".join(parts)
@@ -202,7 +204,7 @@ class _Builder:
         }
         sets = {
             "cluster_ips": NftObject("type ipv4_addr;", tuple(sorted(
-                self.cluster_ips, key=ipaddress.IPv4Address))),
+                self.cluster_ips, key=lambda ip: tuple(int(x) for x in ip.split("."))))),
             "no_endpoint_node_ports": NftObject("type inet_proto . inet_service;", tuple(
                 sorted(self.no_endpoint_node_ports))),
         }
