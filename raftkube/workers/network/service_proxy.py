@@ -121,6 +121,8 @@ class ServiceProxy:
         Raises ModelError for bad input (nothing applied) and NftError when nft refuses.
         """
         with self._lock:
+            if self._applied is not None and model == self._model:
+                return False
             rendered = render_table(model, self.config.rules)
             if self.config.rules.node_ports_on_localhost and self._applied is None:
                 self._enable_route_localnet()
