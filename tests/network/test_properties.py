@@ -3,13 +3,17 @@ a brute-force reading of the Ingress rules."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from raftkube.testing.netns import NetnsCluster, NetnsConfig, reap_orphaned_runs
 from raftkube.workers.network.ingress_routes import (
     BackendRef,
     Ingress,
@@ -19,7 +23,12 @@ from raftkube.workers.network.ingress_routes import (
     match_route,
 )
 from raftkube.workers.network.model import Endpoint, ProxyModel, Service, ServicePort
-from raftkube.workers.network.nft_rules import RulesConfig, full_script, render_table
+from raftkube.workers.network.nft_rules import (
+    RulesConfig,
+    full_script,
+    render_table,
+    update_script,
+)
 
 names = st.from_regex(r"[a-z]([-a-z0-9]{0,40}[a-z0-9])?", fullmatch=True)
 ips = st.tuples(*[st.integers(0, 255)] * 3).map(lambda t: f"10.{t[0]}.{t[1]}.{t[2]}")
@@ -58,6 +67,54 @@ def test_every_valid_model_renders_a_script_nft_accepts(model: ProxyModel) -> No
     proc = subprocess.run(["nft", "-c", "-f", "-"], input=script, capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr + script
+
+
+def _listing(cluster: NetnsCluster, netns: str, table: str) -> tuple[list, dict]:
+    """The table's content without handles, names and declaration order: (sorted chains
+    and sets with their elements, rules per chain in order)."""
+    data = json.loads(cluster.run(netns, ["nft", "-j", "list", "table", "ip", table]).stdout)
+    objects, rules = [], {}
+    for item in data["nftables"]:
+        ((kind, body),) = item.items()
+        if kind in ("metainfo", "table"):
+            continue
+        body = {k: v for k, v in body.items() if k not in ("handle", "table", "name")
+                or (k == "name" and kind != "table")}
+        if kind == "rule":
+            rules.setdefault(body["chain"], []).append(json.dumps(body["expr"],
+                                                                  sort_keys=True))
+        else:
+            objects.append(json.dumps([kind, body], sort_keys=True))
+    return sorted(objects), rules
+
+
+@pytest.fixture(scope="module")
+def nft_host() -> Iterator[tuple[NetnsCluster, str]]:
+    """One namespace for all examples (nft tables there are private to it)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    reap_orphaned_runs()
+    cluster = NetnsCluster(NetnsConfig(hosts=1, with_pod_bridge=False)).setup()
+    try:
+        yield cluster, cluster.hosts[0].netns
+    finally:
+        cluster.teardown()
+
+
+@pytest.mark.netns
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(services(), services())
+def test_update_from_any_model_to_any_model_equals_a_fresh_table(
+        nft_host: tuple[NetnsCluster, str], first: ProxyModel, second: ProxyModel) -> None:
+    cluster, netns = nft_host
+    cfg_a, cfg_b = RulesConfig(table="raftkube_pa"), RulesConfig(table="raftkube_pb")
+    a1, a2 = render_table(first, cfg_a), render_table(second, cfg_a)
+    cluster.run(netns, ["nft", "-f", "-"], input=full_script(a1))
+    script = update_script(a1, a2)
+    if script:
+        cluster.run(netns, ["nft", "-f", "-"], input=script)
+    cluster.run(netns, ["nft", "-f", "-"], input=full_script(render_table(second, cfg_b)))
+    assert _listing(cluster, netns, "raftkube_pa") == _listing(cluster, netns, "raftkube_pb")
 
 
 paths = st.lists(st.sampled_from(["a", "b", "ab", "c"]), max_size=3).map(

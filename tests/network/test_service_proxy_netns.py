@@ -205,6 +205,7 @@ def test_updates_under_traffic_lose_no_request(env: Env) -> None:
         stop.set()
         thread.join()
     assert len(applied) >= 10
+    assert env.proxies[0].full_replacements == 1  # the first sync; then only differences
     assert result["fail"] == 0, result["errors"]
     assert result["ok"] > 100
 

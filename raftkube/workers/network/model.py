@@ -7,6 +7,7 @@ offending field of bad input (`services[ns/name].ports[0].port: ...`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,11 +106,18 @@ def _check_port(path: str, value: int, allow_zero: bool = False) -> None:
         raise ModelError(f"{path}: {value!r} is not a port number ({low}-65535)")
 
 
-def _check_ipv4(path: str, value: str) -> None:
+@functools.lru_cache(maxsize=65536)
+def _is_ipv4(value: str) -> bool:
     try:
         ipaddress.IPv4Address(value)
-    except (ipaddress.AddressValueError, ValueError) as exc:
-        raise ModelError(f"{path}: {value!r} is not an IPv4 address") from exc
+    except (ipaddress.AddressValueError, ValueError):
+        return False
+    return True
+
+
+def _check_ipv4(path: str, value: str) -> None:
+    if not isinstance(value, str) or not _is_ipv4(value):
+        raise ModelError(f"{path}: {value!r} is not an IPv4 address")
 
 
 def validate_services(services: Iterable[Service]) -> None:

@@ -7,8 +7,10 @@
     close() --> delete table
 
 Contract: `sync` is idempotent and applies nothing when the rendered table equals the one
-applied last. A failed apply leaves the kernel as it was (nft transactions are atomic) and
-raises NftError naming the nft message. `close` is idempotent.
+applied last; otherwise it sends only the difference (chains, elements) in one
+transaction, or replaces the whole table on the first sync or when a difference fails.
+A failed apply leaves the kernel as it was (nft transactions are atomic) and raises
+NftError naming the nft message. `close` is idempotent.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class ServiceProxyConfig:
     netns: str | None = None
     nft_binary: str = "nft"
     conntrack_binary: str = "conntrack"
-    command_timeout_s: float = 15.0
+    command_timeout_s: float = 60.0
     resync_interval_s: float = 30.0
 
 
@@ -95,6 +97,7 @@ class ServiceProxy:
         self._model: ProxyModel | None = None
         self._wake = threading.Event()
         self.applies = 0
+        self.full_replacements = 0
 
     @property
     def table(self) -> str:
@@ -118,6 +121,8 @@ class ServiceProxy:
         Raises ModelError for bad input (nothing applied) and NftError when nft refuses.
         """
         with self._lock:
+            if self._applied is not None and model == self._model:
+                return False
             rendered = render_table(model, self.config.rules)
             if self.config.rules.node_ports_on_localhost and self._applied is None:
                 self._enable_route_localnet()
@@ -126,13 +131,21 @@ class ServiceProxy:
                 return False
             if self._applied is None:
                 self._nft(full_script(rendered))
+                self.full_replacements += 1
             else:
                 try:
-                    self._nft(update_script(self._applied, rendered))
+                    script = update_script(self._applied, rendered)
+                except ValueError:
+                    script = full_script(rendered)
+                    self.full_replacements += 1
+                try:
+                    if script:
+                        self._nft(script)
                 except NftError as exc:
                     log.warning("incremental nft update failed; replacing table",
                                 table=self.table, error=str(exc))
                     self._nft(full_script(rendered))
+                    self.full_replacements += 1
             previous_model = self._model
             self._applied = rendered
             self._model = model
