@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(
   python3 python3-venv python3-pip
   podman runc netavark aardvark-dns conmon
-  busybox-static nftables iptables iproute2 conntrack procps psmisc
+  busybox-static nftables iptables iproute2 conntrack procps psmisc curl
   etcd-server etcd-client
   shellcheck vagrant
 )

@@ -265,7 +265,8 @@ def _write_worker(config: LocalClusterConfig, layout, host, pod_cidr: str,
         "resolvConf": {"nameservers": [host.address],
                        "searches": ["svc.cluster.local", "cluster.local"],
                        "options": ["ndots:5"]},
-        "network": {"clusterCIDR": config.pod_cidr, "dnsPort": 53, "ingressPort": 80},
+        "network": {"clusterCIDR": config.pod_cidr, "dnsPort": 53, "ingressPort": 80,
+                    "proxyTable": f"raftkube_{config.prefix}"},
     }
     path = root / "worker.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

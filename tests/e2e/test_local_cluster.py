@@ -1,0 +1,98 @@
+"""`raftkube up --demo` then `raftkube down`, for real: 3 master processes, 2 worker hosts
+in their own namespaces with their own Podman, the demo app reachable through its NodePort
+from outside the cluster, through its ClusterIP and DNS from inside, through the Ingress;
+and `down` leaves no process, namespace, bridge, mount or file behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from raftkube.client import Client
+from raftkube.cluster.demo import deploy_demo
+from raftkube.cluster.local_cluster import LocalClusterConfig, LocalClusterState, down, up
+
+pytestmark = [pytest.mark.slow, pytest.mark.podman, pytest.mark.netns]
+
+
+def fetch(url: str, host: str | None = None, timeout: float = 3.0) -> str:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def in_host(netns: str, argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", f"--net=/run/netns/{netns}", *argv],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture()
+def cluster():
+    if os.geteuid() != 0:
+        pytest.skip("raftkube up needs root")
+    token = secrets.token_hex(2)
+    state_dir = Path(f"/tmp/rkup-{token}")
+    config = LocalClusterConfig(masters=3, workers=2, state_dir=state_dir,
+                                prefix=f"rkt{token}", client_config=state_dir.parent /
+                                f"rkup-{token}.config", timeout=300)
+    try:
+        up(config, progress=print)
+        yield config
+    finally:
+        down(state_dir, progress=print)
+
+
+def test_up_demo_serves_and_down_cleans_everything(cluster: LocalClusterConfig) -> None:
+    deploy_demo(cluster, timeout=300, progress=print)
+    state = LocalClusterState.load(cluster.state_dir)
+    assert state is not None and state.hosts is not None
+    workers = state.hosts.hosts
+    with Client.from_config(cluster.client_config) as client:
+        nodes = {n.metadata.name for n in client.nodes.list()}
+        assert nodes == {"w1", "w2"}
+        pods = client.pods.list("demo", label_selector="app=web")
+        assert len(pods) == 3 and all(p.status.pod_ip for p in pods)
+        web_ip = client.services.get("web", "demo").spec.cluster_ip
+
+    for host in workers:  # NodePort on every node, from outside the cluster
+        assert "It works" in fetch(f"http://{host.address}:30080/")
+    assert "It works" in fetch(f"http://{workers[0].address}/", host="web.demo.example")
+    inside = in_host(workers[1].netns, ["curl", "-s", "-m", "5", f"http://{web_ip}/"])
+    assert "It works" in inside.stdout, inside.stderr
+    from dnslib import DNSRecord
+    query = DNSRecord.question("web.demo.svc.cluster.local", "A")
+    answer = in_host(workers[0].netns, [
+        "python3", "-c",
+        "import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3);"
+        f"s.sendto(bytes.fromhex('{query.pack().hex()}'),('{workers[0].address}',53));"
+        "print(s.recv(512).hex())"])
+    assert [str(r.rdata) for r in DNSRecord.parse(bytes.fromhex(answer.stdout.strip())).rr] \
+        == [web_ip]
+
+    names = {h.netns for h in workers}
+    pids = [p.pid for p in state.processes]
+    assert down(cluster.state_dir, progress=print)
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(name in listed for name in names)
+    assert subprocess.run(["ip", "link", "show", cluster.prefix],
+                          capture_output=True).returncode != 0
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or _is_zombie_or_other(pid)
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        assert str(cluster.state_dir) not in fh.read()
+    assert not cluster.state_dir.exists()
+    time.sleep(0.1)
+
+
+def _is_zombie_or_other(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
