@@ -21,6 +21,7 @@ def test_secret_file_reads_back_without_trailing_newline(tmp_path: Path) -> None
 
 def test_harness_secrets_survive_the_round_trip_through_a_file(tmp_path: Path) -> None:
     for i in range(100):
+        (tmp_path / f"c{i}").mkdir()
         cluster = StoreCluster(3, base_dir=str(tmp_path / f"c{i}"), start=False)
         try:
             read = StoreConfig(raft_address="127.0.0.1:1", data_dir=str(tmp_path / "d"),
