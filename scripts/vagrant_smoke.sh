@@ -98,8 +98,10 @@ vagrant_up() {
     | stamp >"$work/up.log" || rc=$?
   [ "$rc" -eq 0 ] || { tail -n 40 "$work/up.log"; fail "vagrant up"; }
   # Milestones: box upload, boot, ssh ready, rsync, each provisioner.
-  grep -E "Creating image|Starting domain|Machine booted and ready|Rsyncing folder|Running provisioner" \
-    "$work/up.log" | sed 's/^/    /'
+  # (The box upload's progress meter is one long line: keep only its end.)
+  sed 's/^\([0-9:]* \).*\x1b\[K/\1/' "$work/up.log" \
+    | grep -E "Creating image|Starting domain|Machine booted and ready|Rsyncing folder|Running provisioner" \
+    | sed 's/^/    /'
 }
 
 guest() { vagrant ssh master-1 -c "$1" -- -o LogLevel=ERROR 2>/dev/null; }
