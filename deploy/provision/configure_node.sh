@@ -96,9 +96,14 @@ done <"$nodes_file"
 role=""
 address=""
 have_master=0
+worker_index=0
+pod_cidr=""
 for i in "${!names[@]}"; do
+  if [ "${roles[$i]}" = worker ]; then worker_index=$((worker_index + 1)); fi
   if [ "${names[$i]}" = "$name" ]; then
     role="${roles[$i]}"; address="${addrs[$i]}"
+    # Worker K (in nodes-file order) gets the pod subnet 10.244.K.0/24.
+    [ "$role" != worker ] || pod_cidr="10.244.$worker_index.0/24"
   fi
   [ "${roles[$i]}" != master ] || have_master=1
 done
@@ -179,6 +184,7 @@ while IFS= read -r tline || [ -n "$tline" ]; do
   tline="${tline//@NODE_ADDRESS@/$address}"
   tline="${tline//@CLUSTER_DIR@/$GUEST_CLUSTER_DIR}"
   tline="${tline//@DATA_DIR@/$data_dir}"
+  tline="${tline//@POD_CIDR@/$pod_cidr}"
   printf '%s\n' "$tline"
 done <"$template" >"$tmp"
 chmod 600 "$tmp"

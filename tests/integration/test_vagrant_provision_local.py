@@ -183,10 +183,15 @@ def test_configure_worker_gets_only_its_own_credentials(cluster):
                            .read_text())
     assert client["tokenFile"] == "/etc/raftkube/cluster/workers/worker-1/token"
     assert client["caFile"] == "/etc/raftkube/cluster/ca/ca.crt"
-    config = yaml.safe_load((etc / "worker.yaml").read_text())
-    assert config["name"] == "worker-1"
-    assert config["nodeIp"] == "192.168.57.51"
-    assert config["clientConfig"] == "/etc/raftkube/cluster/workers/worker-1/config.yaml"
+    from raftkube.workers.agent.config import parse_worker_config
+
+    text = (etc / "worker.yaml").read_text()
+    config = parse_worker_config(yaml.safe_load(text), "worker.yaml", etc)
+    assert config.node_name == "worker-1"
+    assert config.node_ip == "192.168.57.51"
+    assert config.pod_cidr == "10.244.1.0/24"
+    assert str(config.client_config) == "/etc/raftkube/cluster/workers/worker-1/config.yaml"
+    assert config.network is not None and config.runtime.kind == "podman"
 
 
 def test_configure_is_idempotent_and_drops_what_a_previous_run_left(cluster):
