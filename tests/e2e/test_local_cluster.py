@@ -75,6 +75,25 @@ def test_up_demo_serves_and_down_cleans_everything(cluster: LocalClusterConfig) 
     assert [str(r.rdata) for r in DNSRecord.parse(bytes.fromhex(answer.stdout.strip())).rr] \
         == [web_ip]
 
+    # Pod to pod across nodes, with the source pod's own address (not masqueraded).
+    with Client.from_config(cluster.client_config) as client:
+        pods = client.pods.list("demo", label_selector="app=web")
+    by_node: dict[str, list] = {}
+    for pod in pods:
+        by_node.setdefault(pod.spec.node_name, []).append(pod)
+    assert len(by_node) == 2, "the scheduler spreads the replicas over both nodes"
+    (node_a, _), (_, pods_b) = sorted(by_node.items())
+    host_a = next(h for h in workers if h.name == node_a)
+    got = in_host(host_a.netns, ["curl", "-s", "-m", "5",
+                                 f"http://{pods_b[0].status.pod_ip}:8080/"])
+    assert "It works" in got.stdout, got.stderr
+
+    # The Service keeps answering while every web pod is deleted and replaced.
+    failures, total = _requests_while_replacing_pods(cluster, workers[0].address)
+    print(f"requests through the NodePort while every pod was replaced: {failures} of "
+          f"{total} failed")
+    assert total >= 20 and failures <= 2, (failures, total)
+
     names = {h.netns for h in workers}
     pids = [p.pid for p in state.processes]
     assert down(cluster.state_dir, progress=print)
@@ -96,3 +115,46 @@ def _is_zombie_or_other(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _requests_while_replacing_pods(cluster: LocalClusterConfig, node_address: str
+                                   ) -> tuple[int, int]:
+    """Delete the web pods one at a time (each after its replacement is Ready) while a
+    client keeps fetching through the NodePort; returns (failed, total) requests."""
+    import threading
+
+    stop = threading.Event()
+    counts = {"failed": 0, "total": 0}
+
+    def client_loop() -> None:
+        for _ in range(2000):
+            if stop.is_set():
+                return
+            try:
+                fetch(f"http://{node_address}:30080/", timeout=2)
+            except OSError:
+                counts["failed"] += 1
+            counts["total"] += 1
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=client_loop)
+    thread.start()
+    try:
+        with Client.from_config(cluster.client_config) as client:
+            for old in client.pods.list("demo", label_selector="app=web"):
+                client.pods.delete(old.metadata.name, "demo")
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    pods = client.pods.list("demo", label_selector="app=web")
+                    ready = [p for p in pods if not p.metadata.deletion_timestamp and any(
+                        c.type == "Ready" and c.status == "True" for c in p.status.conditions)]
+                    if len(ready) >= 3 and all(p.metadata.name != old.metadata.name
+                                               for p in pods):
+                        break
+                    time.sleep(0.5)
+                else:
+                    raise AssertionError(f"no ready replacement for {old.metadata.name}")
+    finally:
+        stop.set()
+        thread.join(30)
+    return counts["failed"], counts["total"]
