@@ -42,6 +42,7 @@ log = get_logger(__name__)
 
 STATE_FILE = "state.json"
 API_PORT_BASE = 6443
+NODE_AGENT_PORT = 10250
 
 
 class LocalClusterError(RuntimeError):
@@ -265,6 +266,10 @@ def _write_worker(config: LocalClusterConfig, layout, host, pod_cidr: str,
         "resolvConf": {"nameservers": [host.address],
                        "searches": ["svc.cluster.local", "cluster.local"],
                        "options": ["ndots:5"]},
+        "nodeAgent": {"listen": f"{host.address}:{NODE_AGENT_PORT}",
+                      "certFile": str(layout.worker_cert(host.name)),
+                      "keyFile": str(layout.worker_key(host.name)),
+                      "caFile": str(layout.ca_cert)},
         "network": {"clusterCIDR": config.pod_cidr, "dnsPort": 53, "ingressPort": 80,
                     "proxyTable": f"raftkube_{config.prefix}"},
     }

@@ -35,6 +35,8 @@ from raftkube.api.v1 import (
     admin_pb2_grpc,
     kv_pb2,
     kv_pb2_grpc,
+    node_agent_pb2,
+    node_agent_pb2_grpc,
     resources_pb2,
     resources_pb2_grpc,
 )
@@ -54,6 +56,7 @@ from raftkube.masters.metrics import MasterMetrics, MetricsInterceptor
 from raftkube.masters.node_references import reference_check
 from raftkube.masters.object_api import ObjectApi
 from raftkube.masters.object_store import ObjectStore
+from raftkube.masters.pod_streams import PodStreamsProxy
 from raftkube.masters.resource_service import ResourcesServicer
 from raftkube.masters.secret_encryption import KeyFile, SecretEncryption
 from raftkube.objects import registry
@@ -193,6 +196,8 @@ class Master:
             AdminConfig(config.name, self.addresses.api, self.addresses.raft),
             self.store, self.gatekeeper, self._fetch_peer_status, self.tokens,
             self.encryption)
+        self.pod_streams = PodStreamsProxy(self.objects, self.gatekeeper, self._ca_pem,
+                                           sec_config.cert_file, sec_config.key_file)
         self.health = health.HealthServicer()
         self._health_stop = threading.Event()
         self._health_thread: threading.Thread | None = None
@@ -245,11 +250,13 @@ class Master:
         resources_pb2_grpc.add_ResourcesServicer_to_server(ResourcesServicer(self.api), server)
         admin_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
         kv_pb2_grpc.add_KVServicer_to_server(KVAdminOnly(self.store), server)
+        node_agent_pb2_grpc.add_NodeAgentServicer_to_server(self.pod_streams, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((
             resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
             admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
             kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name,
+            node_agent_pb2.DESCRIPTOR.services_by_name["NodeAgent"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ), server)
@@ -302,6 +309,7 @@ class Master:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
             self._metrics_server = None
+        self.pod_streams.close()
         with self._peer_lock:
             for channel in self._peer_channels.values():
                 channel.close()

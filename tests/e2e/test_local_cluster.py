@@ -88,6 +88,9 @@ def test_up_demo_serves_and_down_cleans_everything(cluster: LocalClusterConfig) 
                                  f"http://{pods_b[0].status.pod_ip}:8080/"])
     assert "It works" in got.stdout, got.stderr
 
+    # Logs and exec through the masters (which proxy to the pod's node).
+    _logs_and_exec(cluster)
+
     # The Service keeps answering while every web pod is deleted and replaced.
     failures, total = _requests_while_replacing_pods(cluster, workers[0].address)
     print(f"requests through the NodePort while every pod was replaced: {failures} of "
@@ -158,3 +161,36 @@ def _requests_while_replacing_pods(cluster: LocalClusterConfig, node_address: st
         stop.set()
         thread.join(30)
     return counts["failed"], counts["total"]
+
+
+def _logs_and_exec(cluster: LocalClusterConfig) -> None:
+    from raftkube.api.v1 import pod_pb2
+    from raftkube.cli import raftkubectl_main
+
+    with Client.from_config(cluster.client_config) as client:
+        pod = pod_pb2.Pod(api_version="v1", kind="Pod")
+        pod.metadata.name = "talker"
+        container = pod.spec.containers.add(name="main", image="localhost/busybox:latest")
+        container.command.extend(["sh", "-c", "echo hello from talker; sleep 3600"])
+        client.create(pod)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            current = client.pods.get("talker")
+            if current.status.phase == "Running":
+                break
+            time.sleep(0.5)
+        logs = b"".join(client.pod_logs("talker"))
+        assert b"hello from talker" in logs
+        session = client.pod_exec("talker", ["sh", "-c", "echo out; echo err >&2; exit 7"])
+        output = list(session.output())
+        assert ("stdout", b"out\n") in output and ("stderr", b"err\n") in output
+        assert session.exit_code == 7
+        session = client.pod_exec("talker", ["cat"], stdin=True)
+        session.send(b"piped through stdin")
+        session.close_stdin()
+        assert b"".join(d for _, d in session.output()) == b"piped through stdin"
+        assert session.exit_code == 0
+    config = ["--config", str(cluster.client_config)]
+    assert raftkubectl_main.main(["logs", "talker", *config]) == 0
+    assert raftkubectl_main.main(["exec", "talker", *config, "--", "true"]) == 0
+    assert raftkubectl_main.main(["exec", "talker", *config, "--", "false"]) == 1
