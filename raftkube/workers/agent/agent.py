@@ -32,6 +32,7 @@ from raftkube.workers.agent.heartbeat import NodeHeartbeat, detect_node_ip
 from raftkube.workers.agent.node_agent_service import NodeAgentServer, NodeAgentServicer
 from raftkube.workers.agent.node_status import machine_facts
 from raftkube.workers.agent.pod_worker import PodWorker, WorkerDeps
+from raftkube.workers.agent.sync_queue import SyncQueue
 from raftkube.workers.agent.volumes import VolumeManager
 from raftkube.workers.runtime.interface import ContainerRuntimeError, Runtime
 
@@ -95,10 +96,13 @@ class Agent:
         self._informer = None
         self._fenced_logged = False
         self.synced = threading.Event()
+        self.queue = SyncQueue(self._sync_pod, config.pod_workers,
+                               name=f"pods-{config.node_name}")
         self.deps = WorkerDeps(config=config, client=clients.api, runtime=runtime,
                                volumes=self.volumes, objects=self.objects, events=self.events,
                                node_ip=self.node_ip, fenced=self.fenced,
-                               stop_pool=self._stop_pool, on_exit=self._worker_exited)
+                               stop_pool=self._stop_pool, on_exit=self._worker_exited,
+                               schedule=self.queue.add)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Agent:
@@ -106,6 +110,7 @@ class Agent:
         self.heartbeat.register()
         self.heartbeat.renew_lease()
         self.heartbeat.start()
+        self.queue.start()
         informer = self.clients.api.pods.informer(
             all_namespaces=True, field_selector=f"spec.nodeName={self.config.node_name}")
         informer.add_handlers(on_add=self._pod_changed,
@@ -142,8 +147,7 @@ class Agent:
             workers = list(self._workers.values())
         for worker in workers:
             worker.shutdown()
-        for worker in workers:
-            worker.join(15)
+        self.queue.stop()
         for thread in self._threads:
             thread.join(10)
         self._stop_pool.shutdown(wait=False, cancel_futures=True)
@@ -185,7 +189,15 @@ class Agent:
 
     def _worker_exited(self, uid: str) -> None:
         with self._lock:
-            self._workers.pop(uid, None)
+            worker = self._workers.get(uid)
+            if worker is not None and worker.finished:
+                self._workers.pop(uid, None)
+        self.queue.forget(uid)
+
+    def _sync_pod(self, uid: str) -> float | None:
+        with self._lock:
+            worker = self._workers.get(uid)
+        return worker.sync_once() if worker is not None else None
 
     def _poke_all(self) -> None:
         with self._lock:

@@ -110,7 +110,8 @@ class NodeHeartbeat:
         node = core_pb2.Node(api_version="v1", kind="Node")
         node.metadata.name = self.config.node_name
         node.status.CopyFrom(desired.status)
-        self.client.nodes.update_status(node)
+        # the short-deadline client: a slow cluster must not hold up Lease renewals
+        self.lease_client.nodes.update_status(node)
         self._last_status = desired.status
         self._last_status_at = self.clock()
 
