@@ -317,12 +317,12 @@ def test_agent_restart_adopts_running_containers(harness: AgentHarness, agent) -
     harness.stop_agent("w1")
     # while the agent is away: a pod deleted for good leaves an orphan behind
     orphan = harness.create(harness.pod("orphan", ns))
-    harness.start_agent("w1")
+    harness.restart_agent("w1")
     harness.wait_pod(orphan, ready, what="orphan Ready")
     orphan_uid = harness.get_pod(orphan).metadata.uid
     harness.stop_agent("w1")
     harness.admin.pods.delete("orphan", ns, grace_period_seconds=0)
-    new_agent = harness.start_agent("w1")
+    new_agent = harness.restart_agent("w1")
     assert new_agent.synced.wait(30)
     deadline = time.monotonic() + 30
     rt = harness.podman.runtime  # type: ignore[union-attr]
@@ -376,6 +376,7 @@ def test_statefulset_pods_fenced_when_masters_unreachable(harness: AgentHarness)
 
 
 def test_logs_and_exec_over_node_agent_service(harness: AgentHarness, agent) -> None:
+    agent = harness.agents["w1"]  # the current one (other tests restart it)
     ns = harness.namespace()
     created = harness.create(harness.pod("talker", ns, containers=[container(
         "talk", ["sh", "-c", "echo line-one; echo line-two; trap 'exit 0' TERM; "
