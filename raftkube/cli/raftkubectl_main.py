@@ -21,8 +21,25 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def global_flags_last(argv: Sequence[str]) -> list[str]:
+    """Move a leading `--config FILE` / `--config=FILE` (kubectl's `--kubeconfig` habit:
+    `raftkubectl --config F get pods`) behind the command, where the commands define it."""
+    args = list(argv)
+    moved: list[str] = []
+    while args and args[0].startswith("--config"):
+        if args[0] == "--config" and len(args) > 1:
+            moved += args[:2]
+            args = args[2:]
+        elif args[0].startswith("--config="):
+            moved.append(args.pop(0))
+        else:
+            break
+    return args + moved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run("raftkubectl", __doc__ or "", COMMAND_MODULES, argv)
+    args = global_flags_last(sys.argv[1:] if argv is None else argv)
+    return run("raftkubectl", __doc__ or "", COMMAND_MODULES, args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from raftkube.apierrors import (
     UnknownOutcome,
 )
 from raftkube.client.admin_ops import JoinToken, KVEntry
-from raftkube.client.aio import AsyncClient, AsyncWatch
+from raftkube.client.aio import AsyncClient, AsyncInformer, AsyncWatch
 from raftkube.client.client import (
     AdminClient,
     Client,
@@ -32,8 +32,8 @@ from raftkube.client.watch import Watch
 from raftkube.client.watch_state import WatchEvent
 
 __all__ = [
-    "AdminClient", "AlreadyExists", "ApiError", "AsyncClient", "AsyncWatch", "Client",
-    "ClientOptions", "Compacted",
+    "AdminClient", "AlreadyExists", "ApiError", "AsyncClient", "AsyncInformer", "AsyncWatch",
+    "Client", "ClientOptions", "Compacted",
     "Conflict", "DeleteResult", "Forbidden", "Informer", "Internal", "Invalid", "JoinToken",
     "KVClient", "KVEntry", "ListResult", "NotFound", "ResourceClient", "RetryConfig",
     "SnapshotInfo", "TooLarge", "Unauthenticated", "Unavailable", "UnknownOutcome", "Watch",

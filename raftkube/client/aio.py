@@ -13,8 +13,10 @@ core.py, admin_ops.py and watch_state.py; only the transport differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import random
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +25,19 @@ from google.protobuf.message import Message
 
 from raftkube import apierrors
 from raftkube.client import admin_ops, core
-from raftkube.client.client import patch_text, resolve_kind
+from raftkube.client.client import namespaced, patch_text, resolve_kind
 from raftkube.client.config import CHANNEL_OPTIONS, ClientOptions
 from raftkube.client.endpoints import Endpoints
+from raftkube.client.informer import Handlers, InformerCache
 from raftkube.client.retry import Failure, backoff, classify
 from raftkube.client.transport import STUBS
 from raftkube.client.watch import WatchSpec, event_from_pb
 from raftkube.client.watch_state import BOOKMARK, WatchEvent, WatchTracker
+from raftkube.logging_config import get_logger
 from raftkube.objects import registry
 from raftkube.security.client_config import ClientConfig, load_client_config
+
+log = get_logger(__name__)
 
 
 class AsyncTransport:
@@ -86,13 +92,15 @@ class AsyncWatch:
     """The asyncio twin of `Watch`: `async for event in watch`, `watch.stop()`."""
 
     def __init__(self, transport: AsyncTransport, spec: WatchSpec, options: ClientOptions,
-                 ) -> None:
+                 on_synced: Callable[[], None] | None = None,
+                 tracker: WatchTracker | None = None) -> None:
         self._transport = transport
         self._spec = spec
         self._options = options
+        self._on_synced = on_synced
         self._stopped = False
         self._call: Any = None
-        self.tracker = WatchTracker(int(spec.resource_version or 0))
+        self.tracker = tracker or WatchTracker(int(spec.resource_version or 0))
 
     @property
     def resource_version(self) -> str:
@@ -111,7 +119,7 @@ class AsyncWatch:
         while True:
             page = await self._transport.run(core.list_op(
                 spec.info, spec.namespace, spec.label_selector, spec.field_selector,
-                self._options.list_page_size, token))
+                self._options.list_page_size, token, linearizable=True))
             items.extend(page.items)
             revision = revision or page.resource_version
             token = page.continue_token
@@ -122,6 +130,8 @@ class AsyncWatch:
         if not self._spec.resource_version:
             for event in await self._relist():
                 yield event
+        if self._on_synced is not None:
+            self._on_synced()
         failures, failing_since = 0, None
         loop = asyncio.get_running_loop()
         while not self._stopped:
@@ -178,7 +188,9 @@ class AsyncResourceClient:
         return core.namespace_of(self.info, namespace, self._client.options.namespace)
 
     async def get(self, name: str, namespace: str | None = None, *,
-                  linearizable: bool = False) -> Message:
+                  linearizable: bool | None = None) -> Message:
+        if linearizable is None:
+            linearizable = self._client.options.linearizable_reads
         return await self._client._run(core.get_op(self.info, self._ns(namespace), name,
                                                    linearizable))
 
@@ -190,7 +202,8 @@ class AsyncResourceClient:
         while True:
             page = await self._client._run(core.list_op(
                 self.info, ns, label_selector, field_selector,
-                self._client.options.list_page_size, token))
+                self._client.options.list_page_size, token,
+                self._client.options.linearizable_reads))
             items.extend(page.items)
             token = page.continue_token
             if not token:
@@ -203,7 +216,8 @@ class AsyncResourceClient:
         return await self._client.update(obj, dry_run=dry_run)
 
     async def update_status(self, obj: Message, *, dry_run: bool = False) -> Message:
-        return await self._client._run(core.update_op(obj, dry_run, status=True))
+        return await self._client._run(core.update_op(
+            namespaced(obj, self._client.options.namespace), dry_run, status=True))
 
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, str]:
         return await self._client.apply(obj, dry_run=dry_run)
@@ -231,6 +245,107 @@ class AsyncResourceClient:
         return AsyncWatch(self._client._transport,
                           WatchSpec(self.info, ns, label_selector, field_selector,
                                     resource_version, bookmarks), self._client.options)
+
+    def informer(self, namespace: str | None = None, *, label_selector: str = "",
+                 field_selector: str = "", all_namespaces: bool = False) -> AsyncInformer:
+        """An AsyncInformer (not started) over the matching objects."""
+        ns = "" if all_namespaces else self._ns(namespace)
+        spec = WatchSpec(self.info, ns, label_selector, field_selector)
+        return AsyncInformer(lambda on_synced, tracker: AsyncWatch(
+            self._client._transport, spec, self._client.options, on_synced, tracker))
+
+
+class AsyncInformer:
+    """The asyncio twin of `Informer`: a task keeps an InformerCache current and calls the
+    handlers (plain functions or coroutine functions) in revision order.
+
+        informer = client.pods.informer()
+        informer.add_handlers(on_add=print)
+        informer.start()                     # inside a running loop
+        await informer.wait_for_sync()
+        ...
+        await informer.stop()
+    """
+
+    def __init__(self, watch_factory: Callable[[Callable[[], None], WatchTracker], AsyncWatch],
+                 ) -> None:
+        self._watch_factory = watch_factory
+        self._cache = InformerCache()
+        self._handlers: list[Handlers] = []
+        self._synced = asyncio.Event()
+        self._tracker = WatchTracker()
+        self._watch: AsyncWatch | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.error: BaseException | None = None
+
+    def add_handlers(self, on_add: Callable[..., Any] | None = None,
+                     on_update: Callable[..., Any] | None = None,
+                     on_delete: Callable[..., Any] | None = None) -> AsyncInformer:
+        self._handlers.append(Handlers(on_add, on_update, on_delete))
+        return self
+
+    def start(self) -> AsyncInformer:
+        """Start the watch task in the running loop (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._watch is not None:
+            self._watch.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def get(self, name: str, namespace: str = "") -> Message | None:
+        return self._cache.get(name, namespace)
+
+    def list(self) -> list[Message]:
+        return self._cache.list()
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            try:
+                self._watch = self._watch_factory(self._synced.set, self._tracker)
+                async for event in self._watch:
+                    await self._dispatch(event)
+                return
+            except apierrors.Unavailable as e:
+                log.warning("async informer: watch failed, restarting", error=str(e))
+                await asyncio.sleep(1.0)
+            except apierrors.ApiError as e:
+                self.error = e
+                log.error("async informer stopped", error=str(e))
+                return
+
+    async def _dispatch(self, event: WatchEvent) -> None:
+        change = self._cache.apply(event)
+        if change is None:
+            return
+        what, args = change
+        for handlers in list(self._handlers):
+            handler = getattr(handlers, f"on_{what}")
+            if handler is None:
+                continue
+            try:
+                result = handler(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("async informer handler failed", handler=what)
 
 
 class AsyncAdminClient:
@@ -276,7 +391,8 @@ class AsyncClient:
     def __init__(self, masters: Sequence[str], credentials: grpc.ChannelCredentials, *,
                  options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
-        start = random.Random(self.options.seed).randrange(len(masters)) if masters else 0
+        start = (random.Random(self.options.seed).randrange(len(masters))
+                 if masters and self.options.random_start else 0)
         self._transport = AsyncTransport(credentials, Endpoints(masters, start), self.options)
         self.admin = AsyncAdminClient(self)
         self.kv = AsyncKVClient(self)
@@ -302,13 +418,17 @@ class AsyncClient:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
-        return await self._run(core.create_op(obj, dry_run, self.options.create_clock_skew))
+        return await self._run(core.create_op(self._namespaced(obj), dry_run,
+                                              self.options.create_clock_skew))
 
     async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
-        return await self._run(core.update_op(obj, dry_run))
+        return await self._run(core.update_op(self._namespaced(obj), dry_run))
 
     async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, str]:
-        return await self._run(core.apply_op(obj, dry_run))
+        return await self._run(core.apply_op(self._namespaced(obj), dry_run))
+
+    def _namespaced(self, obj: Message) -> Message:
+        return namespaced(obj, self.options.namespace)
 
     async def _run(self, op: core.Operation) -> Any:
         return await self._transport.run(op)

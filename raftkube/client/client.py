@@ -53,6 +53,16 @@ def resolve_kind(kind: str | registry.KindInfo | type[Message]) -> registry.Kind
         return registry.resolve(kind)
 
 
+def namespaced(obj: Message, namespace: str) -> Message:
+    """`obj`, or a copy in `namespace` when its kind is namespaced and it names none."""
+    if obj.metadata.namespace or not registry.for_message(obj).namespaced:  # type: ignore[attr-defined]
+        return obj
+    out = type(obj)()
+    out.CopyFrom(obj)
+    out.metadata.namespace = namespace  # type: ignore[attr-defined]
+    return out
+
+
 def patch_text(patch: str | dict[str, Any]) -> str:
     return patch if isinstance(patch, str) else json.dumps(patch)
 
@@ -73,15 +83,19 @@ class ResourceClient:
     def _ns(self, namespace: str | None) -> str:
         return core.namespace_of(self.info, namespace, self._client.namespace)
 
+    def _linearizable(self, asked: bool | None) -> bool:
+        return self._client.options.linearizable_reads if asked is None else asked
+
     def get(self, name: str, namespace: str | None = None, *,
-            linearizable: bool = False) -> Message:
-        """The object; NotFound when absent. `linearizable` reads through the leader."""
+            linearizable: bool | None = None) -> Message:
+        """The object; NotFound when absent. `linearizable` reads through the leader
+        (default: ClientOptions.linearizable_reads)."""
         return self._client._run(core.get_op(self.info, self._ns(namespace), name,
-                                             linearizable))
+                                             self._linearizable(linearizable)))
 
     def list(self, namespace: str | None = None, *, label_selector: str = "",
              field_selector: str = "", all_namespaces: bool = False,
-             linearizable: bool = False) -> list[Message]:
+             linearizable: bool | None = None) -> list[Message]:
         """Every matching object (all pages), sorted by namespace and name."""
         return self.list_with_version(namespace, label_selector=label_selector,
                                       field_selector=field_selector,
@@ -90,7 +104,7 @@ class ResourceClient:
 
     def list_with_version(self, namespace: str | None = None, *, label_selector: str = "",
                           field_selector: str = "", all_namespaces: bool = False,
-                          linearizable: bool = False) -> tuple[list[Message], str]:
+                          linearizable: bool | None = None) -> tuple[list[Message], str]:
         """(objects, resourceVersion of the list) — watch from that version to follow."""
         ns = "" if all_namespaces else self._ns(namespace)
         items: list[Message] = []
@@ -98,7 +112,8 @@ class ResourceClient:
         while True:
             page = self._client._run(core.list_op(
                 self.info, ns, label_selector, field_selector,
-                self._client.options.list_page_size, token, linearizable))
+                self._client.options.list_page_size, token,
+                self._linearizable(linearizable)))
             items.extend(page.items)
             revision = revision or page.resource_version
             token = page.continue_token
@@ -301,7 +316,8 @@ class Client:
     def __init__(self, masters: Sequence[str], credentials: grpc.ChannelCredentials, *,
                  options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
-        start = random.Random(self.options.seed).randrange(len(masters)) if masters else 0
+        start = (random.Random(self.options.seed).randrange(len(masters))
+                 if masters and self.options.random_start else 0)
         self._transport = SyncTransport(credentials, Endpoints(masters, start),
                                         self.options.retry, self.options.seed)
         self.admin = AdminClient(self)
@@ -333,6 +349,11 @@ class Client:
         """The master the next call goes to."""
         return self._transport.endpoints.current()
 
+    def prefer_master(self, address: str) -> None:
+        """Send the next calls to `address` (added to the known masters if new), e.g. the
+        master on this machine. Failover still moves away from it when it fails."""
+        self._transport.endpoints.prefer(address)
+
     def resource(self, kind: str | registry.KindInfo | type[Message]) -> ResourceClient:
         """Operations on one kind: `client.resource("Deployment")`, `("deploy")`."""
         return ResourceClient(self, resolve_kind(kind))
@@ -349,7 +370,8 @@ class Client:
         when the name is taken. Retried across masters: a retry that meets AlreadyExists
         after an interrupted attempt succeeds only if the stored object is the one this
         call created (same content, created after the call began)."""
-        return self._run(core.create_op(obj, dry_run, self.options.create_clock_skew))
+        return self._run(core.create_op(self._namespaced(obj), dry_run,
+                                        self.options.create_clock_skew))
 
     def get(self, kind: str | registry.KindInfo | type[Message], name: str,
             namespace: str | None = None) -> Message:
@@ -365,16 +387,16 @@ class Client:
         object changed since, and the call is retried across masters; without it, the
         update applies to whatever is current and an interrupted call raises
         UnknownOutcome."""
-        return self._run(core.update_op(obj, dry_run))
+        return self._run(core.update_op(self._namespaced(obj), dry_run))
 
     def update_status(self, obj: Message, *, dry_run: bool = False) -> Message:
         """Replace status only (guarded by resourceVersion like update)."""
-        return self._run(core.update_op(obj, dry_run, status=True))
+        return self._run(core.update_op(self._namespaced(obj), dry_run, status=True))
 
     def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, str]:
         """Create or update to this manifest: (object, "created"|"configured"|"unchanged").
         Idempotent in effect; an interrupted call raises UnknownOutcome — apply again."""
-        return self._run(core.apply_op(obj, dry_run))
+        return self._run(core.apply_op(self._namespaced(obj), dry_run))
 
     def delete(self, kind: str | registry.KindInfo | type[Message], name: str,
                namespace: str | None = None, **options: Any) -> core.DeleteResult:
@@ -387,22 +409,18 @@ class Client:
                         dry_run: bool = False) -> list[tuple[Message, str]]:
         """Load every object from files, directories and "-" (all-or-nothing: a
         ManifestError lists every problem before anything is sent), then apply each in
-        order: [(object, action)]. Objects without a namespace go to the default one."""
+        order: [(object, action)]. Objects without a namespace go to the client's namespace."""
         loaded = load_manifests([str(p) for p in paths], stdin=stdin)
-        results = []
-        for item in loaded:
-            obj = item.obj
-            info = registry.for_message(obj)
-            if info.namespaced and not obj.metadata.namespace:  # type: ignore[attr-defined]
-                obj.metadata.namespace = self.namespace  # type: ignore[attr-defined]
-            results.append(self.apply(obj, dry_run=dry_run))
-        return results
+        return [self.apply(item.obj, dry_run=dry_run) for item in loaded]
 
     def bind_pods(self, bindings: Sequence[tuple[str, str, str, str]]) -> str:
         """Bind (namespace, pod, resourceVersion, node) in one transaction; its revision."""
         return self._run(core.bind_pods_op(list(bindings)))
 
     # -- plumbing ----------------------------------------------------------------------
+    def _namespaced(self, obj: Message) -> Message:
+        return namespaced(obj, self.namespace)
+
     def _run(self, op: core.Operation) -> Any:
         return self._transport.run(op)
 

@@ -22,7 +22,12 @@ class ClientOptions:
     create_clock_skew: seconds the masters' clocks may lag ours when deciding whether an
         object met after an interrupted create is the one this client created.
     list_page_size: objects per List page when reading everything (0: one page).
+    linearizable_reads: get/list read through the leader after a read barrier (never stale,
+        read-your-writes across masters and clients; one more hop) unless a call says
+        otherwise. False: served by the master called (possibly a little behind).
     seed: seed for the back-off jitter (None: from the OS).
+    random_start: start with a random master instead of the first one listed (spreads many
+        clients, e.g. agents, over the masters); the config file's order is used otherwise.
     """
 
     namespace: str = "default"
@@ -31,7 +36,9 @@ class ClientOptions:
     watch_give_up: float = 120.0
     create_clock_skew: float = 30.0
     list_page_size: int = 500
+    linearizable_reads: bool = False
     seed: int | None = None
+    random_start: bool = False
 
 
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (

@@ -59,12 +59,14 @@ def event_from_pb(event: Any) -> WatchEvent:
 
 
 class _IdleWatchdog:
-    """Cancels a streaming call that receives nothing for `timeout` seconds."""
+    """Cancels a streaming call that receives nothing for `timeout` seconds while the
+    reader waits for it (time the consumer spends on an event does not count)."""
 
     def __init__(self, call: Any, timeout: float) -> None:
         self._call = call
         self._timeout = timeout
         self._last = time.monotonic()
+        self._held = False
         self._done = threading.Event()
         self.fired = False
         threading.Thread(target=self._run, name="watch-idle", daemon=True).start()
@@ -72,9 +74,14 @@ class _IdleWatchdog:
     def touch(self) -> None:
         self._last = time.monotonic()
 
+    def hold(self, held: bool) -> None:
+        """The consumer has (True) or has returned (False) an event: pause the clock."""
+        self._held = held
+        self._last = time.monotonic()
+
     def _run(self) -> None:
         while not self._done.wait(min(1.0, self._timeout / 4)):
-            if time.monotonic() - self._last > self._timeout:
+            if not self._held and time.monotonic() - self._last > self._timeout:
                 self.fired = True
                 self._call.cancel()
                 return
@@ -133,6 +140,8 @@ class Watch:
         self.stop()
 
     def _relist(self) -> list[WatchEvent]:
+        # Linearizable: a lagging master must never hand back a state older than what the
+        # watch has already delivered.
         spec = self._spec
         items: list[Any] = []
         token = ""
@@ -140,7 +149,7 @@ class Watch:
         while True:
             page = self._transport.run(list_op(
                 spec.info, spec.namespace, spec.label_selector, spec.field_selector,
-                self._page_size, token))
+                self._page_size, token, linearizable=True))
             items.extend(page.items)
             revision = revision or page.resource_version
             token = page.continue_token
@@ -171,7 +180,9 @@ class Watch:
                     event = event_from_pb(pb)
                     if self.tracker.accept(event) or (
                             event.type == BOOKMARK and self._spec.bookmarks):
+                        watchdog.hold(True)
                         yield event
+                        watchdog.hold(False)
                 ended: grpc.RpcError | None = None
             except grpc.RpcError as e:
                 ended = e

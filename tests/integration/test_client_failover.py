@@ -24,6 +24,7 @@ def cluster():
 
 
 def client_for(cluster: MasterCluster, **options) -> Client:
+    options.setdefault("linearizable_reads", True)
     opts = ClientOptions(retry=RetryConfig(call_timeout=8.0, deadline=60.0),
                          watch_idle_timeout=12.0, **options)
     return Client.from_config(cluster.layout.admin_config, options=opts)
@@ -52,14 +53,18 @@ def test_creates_survive_master_kills_without_duplicates_or_losses(cluster) -> N
             time.sleep(1.5)
             victim = index_of(cluster, client.current_master)  # the master in use
             victims.append(victim)
-            cluster.kill(victim)
-            time.sleep(2.0)
-            cluster.restart(victim)
+            try:
+                cluster.kill(victim)
+                time.sleep(2.0)
+            finally:
+                cluster.restart(victim)
             leader = cluster.leader_index()  # then the leader, mid-traffic
             victims.append(leader)
-            cluster.kill(leader)
-            time.sleep(1.0)
-            cluster.restart(leader)
+            try:
+                cluster.kill(leader)
+                time.sleep(1.0)
+            finally:
+                cluster.restart(leader)
 
         killer = threading.Thread(target=chaos)
         killer.start()
@@ -89,6 +94,7 @@ def test_creates_survive_master_kills_without_duplicates_or_losses(cluster) -> N
 def test_watch_resumes_across_a_master_kill_without_gaps_or_duplicates(cluster) -> None:
     writes: list[tuple[str, str]] = []  # (name, resourceVersion) acknowledged
     seen: list[tuple[str, str, str]] = []
+    victim: int | None = None
     with client_for(cluster) as watcher, client_for(cluster) as writer:
         start_rv = watcher.configmaps.list_with_version()[1]
         watch = watcher.configmaps.watch(label_selector="test=resume",
@@ -104,24 +110,66 @@ def test_watch_resumes_across_a_master_kill_without_gaps_or_duplicates(cluster) 
         reader = threading.Thread(target=consume)
         reader.start()
         time.sleep(0.5)
-        killed = False
-        for i in range(40):
-            cm = config_map(f"rs-{i % 10}", "resume", n=str(i))
-            obj, _ = writer.apply(cm)
-            writes.append((obj.metadata.name, obj.metadata.resource_version))
-            if i == 15:
-                victim = index_of(cluster, watcher.current_master)  # the watch's master
-                cluster.kill(victim)
-                killed = True
-            time.sleep(0.05)
-        done.set()
-        reader.join(90)
-        watch.stop()
-        assert killed
-        cluster.restart(victim)
+        try:
+            for i in range(40):
+                # create is retried safely across the kill (even of the leader)
+                obj = writer.create(config_map(f"rs-{i:02d}", "resume", n=str(i)))
+                writes.append((obj.metadata.name, obj.metadata.resource_version))
+                if i == 15:
+                    victim = index_of(cluster, watcher.current_master)  # the watch's master
+                    cluster.kill(victim)
+                time.sleep(0.05)
+            done.set()
+            reader.join(90)
+        finally:
+            watch.stop()
+            if victim is not None:
+                cluster.restart(victim)
+    assert victim is not None
     revisions = [int(rv) for *_, rv in seen]
     assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions), seen
     assert [(name, rv) for _, name, rv in seen] == writes
+
+
+def test_watch_and_reads_move_away_from_a_hung_master(cluster) -> None:
+    leader = cluster.leader_index()
+    hung = next(i for i in range(3) if i != leader)
+    address = cluster.members[hung].api_address
+    fast = RetryConfig(call_timeout=3.0, deadline=60.0)
+    with (Client.from_config(cluster.layout.admin_config, options=ClientOptions(
+            retry=fast, watch_idle_timeout=4.0)) as watcher,
+          client_for(cluster) as writer):
+        writer.prefer_master(cluster.members[leader].api_address)
+        watcher.prefer_master(address)
+        watch = watcher.configmaps.watch(label_selector="test=hung")
+        seen: list[str] = []
+        all_seen = threading.Event()
+
+        def consume() -> None:
+            for event in watch:
+                seen.append(event.object.metadata.name)
+                if len(seen) == 5:
+                    all_seen.set()
+                    return
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        time.sleep(1.0)
+        cluster.pause(hung)  # alive but silent: the socket stays open
+        try:
+            for i in range(5):
+                writer.create(config_map(f"hung-{i}", "hung"))
+            assert all_seen.wait(60), seen
+            watcher.prefer_master(address)
+            started = time.monotonic()
+            assert watcher.configmaps.get("hung-0").metadata.name == "hung-0"
+            assert watcher.current_master != address
+            assert time.monotonic() - started < 30
+        finally:
+            cluster.resume(hung)
+            watch.stop()
+            reader.join(30)
+    assert seen == [f"hung-{i}" for i in range(5)]
 
 
 def test_informer_lists_then_follows_changes(cluster) -> None:
@@ -211,6 +259,22 @@ def test_async_client_crud_watch_and_admin(cluster) -> None:
             assert action == "configured"
             await client.configmaps.delete("async-1")
             await asyncio.wait_for(task, 30)
+            informer = client.configmaps.informer(label_selector="test=async")
+            added: list[str] = []
+
+            async def on_add(obj) -> None:
+                added.append(obj.metadata.name)
+
+            informer.add_handlers(on_add=on_add).start()
+            assert await informer.wait_for_sync(30)
+            await client.create(config_map("async-2", "async"))
+            for _ in range(100):
+                if informer.get("async-2", "default") is not None:
+                    break
+                await asyncio.sleep(0.1)
+            await informer.stop()
+            assert added == ["async-2"] and informer.has_synced()
+            await client.configmaps.delete("async-2")
             status = await client.admin.cluster_status()
             assert len(status.masters) == 3
             ok, _ = await client.kv.cas(b"/async/x", 0, b"1")
@@ -249,3 +313,35 @@ def test_watch_relists_after_compaction() -> None:
         # A relist reports a deletion at the list's revision, after the later writes;
         # a watch event would carry the revision of the delete itself.
         assert by_type["DELETED"] > by_type["ADDED"]
+
+
+def test_client_namespace_option_applies_to_objects_without_one(cluster) -> None:
+    with client_for(cluster) as admin:
+        ns = core_pb2.Namespace(api_version="v1", kind="Namespace")
+        ns.metadata.name = "team"
+        admin.create(ns)
+    with client_for(cluster, namespace="team") as team:
+        created = team.create(config_map("mine", "ns"))
+        assert created.metadata.namespace == "team"
+        assert team.configmaps.get("mine").metadata.uid == created.metadata.uid
+        assert [o.metadata.name for o in team.configmaps.list()] == ["mine"]
+        with pytest.raises(apierrors.NotFound):
+            team.configmaps.get("mine", "default")
+
+
+def test_slow_consumer_is_not_mistaken_for_a_dead_master(cluster) -> None:
+    options = ClientOptions(watch_idle_timeout=2.0, linearizable_reads=True)
+    client = Client.from_config(cluster.layout.admin_config, options=options)
+    with client, client.configmaps.watch(label_selector="test=slow") as watch:
+        # Nothing matches yet: the first event comes from the open stream.
+        creator = threading.Timer(1.0, lambda: client.create(config_map("slow-0", "slow")))
+        creator.start()
+        first = next(watch)
+        creator.join()
+        master = client.current_master
+        time.sleep(4.0)  # the consumer holds the event longer than the idle timeout
+        client.create(config_map("slow-1", "slow"))
+        second = next(watch)
+        assert (first.object.metadata.name, second.object.metadata.name) == (
+            "slow-0", "slow-1")
+        assert client.current_master == master  # no failover was triggered

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -14,7 +17,8 @@ import yaml
 
 from raftkube.api.v1 import apps_pb2, core_pb2, pod_pb2
 from raftkube.cli import raftkubectl_main
-from raftkube.client import Client, NotFound
+from raftkube.client import Client, ClientOptions, NotFound
+from raftkube.security.client_config import load_client_config, write_client_config
 from raftkube.testing.master_cluster import REPO_ROOT, MasterCluster
 
 pytestmark = pytest.mark.slow
@@ -28,7 +32,8 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def client(cluster):
-    with Client.from_config(cluster.layout.admin_config) as cl:
+    options = ClientOptions(linearizable_reads=True)
+    with Client.from_config(cluster.layout.admin_config, options=options) as cl:
         yield cl
 
 
@@ -114,6 +119,10 @@ def test_apply_create_get(kubectl, tmp_path, client) -> None:
     code, out, _ = kubectl("get", "cm", "-A", "--field-selector", "metadata.name=web-settings")
     assert out.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert out.splitlines()[1].split()[:2] == ["default", "web-settings"]
+    code, out, _ = kubectl("get", "deploy,cm")
+    tables = out.split("\n\n")
+    assert tables[0].splitlines()[0].split()[0:2] == ["NAME", "READY"]
+    assert tables[1].splitlines()[0].split() == ["NAME", "DATA", "AGE"]
     code, out, err = kubectl("get", "pods", "-l", "app=nothing")
     assert code == 0 and out == "" and "No resources found in default namespace." in err
     code, _, err = kubectl("get", "deploy", "nope")
@@ -185,7 +194,10 @@ def test_describe_shows_object_and_its_events(kubectl, client) -> None:
     assert "Labels:" in out and "app=cli" in out
     assert "Events:" in out and "Scheduled" in out and "assigned to w1" in out
     assert "not about the described pod" not in out
-    code, out, _ = kubectl("describe", "cm", "web-settings")
+    quiet = core_pb2.ConfigMap(api_version="v1", kind="ConfigMap")
+    quiet.metadata.name = "quiet"
+    client.create(quiet)
+    code, out, _ = kubectl("describe", "cm", "quiet")
     assert "Events:  <none>" in out
 
 
@@ -255,13 +267,24 @@ def test_edit_updates_and_detects_conflicts(kubectl, client, cluster, tmp_path,
     assert client.configmaps.get("editme").data["color"] == "red"
 
 
+def make_deployment(client: Client, name: str) -> apps_pb2.Deployment:
+    d = apps_pb2.Deployment(api_version="apps/v1", kind="Deployment")
+    d.metadata.name = name
+    d.spec.replicas = 2
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    d.spec.template.spec.containers.add(name="web", image="localhost/busybox:2")
+    return client.create(d)
+
+
 def test_scale(kubectl, client) -> None:
-    code, out, _ = kubectl("scale", "deployment", "web", "--replicas=5")
-    assert code == 0 and out.strip() == "deployment.apps/web scaled"
-    assert client.deployments.get("web").spec.replicas == 5
-    code, _, err = kubectl("scale", "deploy/web", "--replicas=1", "--current-replicas=3")
+    make_deployment(client, "scaled")
+    code, out, _ = kubectl("scale", "deployment", "scaled", "--replicas=5")
+    assert code == 0 and out.strip() == "deployment.apps/scaled scaled"
+    assert client.deployments.get("scaled").spec.replicas == 5
+    code, _, err = kubectl("scale", "deploy/scaled", "--replicas=1", "--current-replicas=3")
     assert code == 1 and "expected 3 replicas, found 5" in err
-    code, _, err = kubectl("scale", "cm", "web-settings", "--replicas=1")
+    code, _, err = kubectl("scale", "configmap", "kube-root", "--replicas=1")
     assert code == 1 and "cannot be scaled" in err
 
 
@@ -277,24 +300,24 @@ def set_rollout_status(client: Client, name: str, updated: int, available: int,
 
 
 def test_rollout_status_waits_for_status_fields(kubectl, client) -> None:
-    client.deployments.patch("web", {"spec": {"replicas": 2}})
-    set_rollout_status(client, "web", updated=1, available=1, total=2)
-    code, out, err = kubectl("rollout", "status", "deployment/web", "--timeout", "2s")
+    make_deployment(client, "rolling")
+    set_rollout_status(client, "rolling", updated=1, available=1, total=2)
+    code, out, err = kubectl("rollout", "status", "deployment/rolling", "--timeout", "2s")
     assert code == 1
     assert "1 out of 2 new replicas have been updated" in out and "timed out" in err
 
     def finish() -> None:
         time.sleep(1.0)
-        set_rollout_status(client, "web", updated=2, available=1, total=3)
+        set_rollout_status(client, "rolling", updated=2, available=1, total=3)
         time.sleep(0.5)
-        set_rollout_status(client, "web", updated=2, available=2, total=2)
+        set_rollout_status(client, "rolling", updated=2, available=2, total=2)
 
     worker = threading.Thread(target=finish)
     worker.start()
-    code, out, _ = kubectl("rollout", "status", "deploy/web", "--timeout", "60s")
+    code, out, _ = kubectl("rollout", "status", "deploy/rolling", "--timeout", "60s")
     worker.join()
     assert code == 0
-    assert out.splitlines()[-1] == 'deployment "web" successfully rolled out'
+    assert out.splitlines()[-1] == 'deployment "rolling" successfully rolled out'
 
 
 def replica_set_for(d: apps_pb2.Deployment, revision: int, image: str) -> apps_pb2.ReplicaSet:
@@ -313,19 +336,19 @@ def replica_set_for(d: apps_pb2.Deployment, revision: int, image: str) -> apps_p
 
 
 def test_rollout_history_and_undo(kubectl, client) -> None:
-    d = client.deployments.get("web")
+    d = make_deployment(client, "history")
     client.create(replica_set_for(d, 1, "localhost/busybox:1"))
     client.create(replica_set_for(d, 2, "localhost/busybox:2"))
-    code, out, _ = kubectl("rollout", "history", "deployment/web")
+    code, out, _ = kubectl("rollout", "history", "deployment/history")
     assert code == 0
     assert [line.split()[:1] for line in out.splitlines()[2:]] == [["1"], ["2"]]
     assert "image localhost/busybox:1" in out
-    code, out, _ = kubectl("rollout", "undo", "deployment/web")
+    code, out, _ = kubectl("rollout", "undo", "deployment/history")
     assert code == 0 and "rolled back (to revision 1)" in out
-    restored = client.deployments.get("web").spec.template
+    restored = client.deployments.get("history").spec.template
     assert restored.spec.containers[0].image == "localhost/busybox:1"
     assert "pod-template-hash" not in restored.metadata.labels
-    code, _, err = kubectl("rollout", "undo", "deployment/web", "--to-revision=9")
+    code, _, err = kubectl("rollout", "undo", "deployment/history", "--to-revision=9")
     assert code == 1 and "revision 9" in err
 
 
@@ -383,14 +406,23 @@ def test_cluster_status_snapshot_token_version(kubectl, cluster, tmp_path) -> No
     assert "Server Version: raftkube" in out
 
 
-def test_cluster_add_master_follows_leader_hint(kubectl, cluster) -> None:
+def test_cluster_add_master_follows_leader_hint(kubectl, cluster, tmp_path,
+                                                capsys) -> None:
     leader = cluster.leader_index()
     follower = next(i for i in range(3) if i != leader)
     member = cluster.members[follower]
+    # A config that lists only a follower: the leader is learnt from its hint.
+    config = load_client_config(cluster.layout.admin_config)
+    follower_first = tmp_path / "follower.yaml"
+    write_client_config(follower_first, dataclasses.replace(
+        config, masters=(member.api_address,)))
     # Re-adding an existing member is a no-op membership change that still has to run on
-    # the leader: the follower answers with the leader hint and the SDK follows it.
-    code, out, err = kubectl("cluster", "add-master", member.name, "--api",
-                             member.api_address, "--raft", member.raft_address)
+    # the leader: the follower answers Unavailable with the leader hint, the SDK follows it.
+    capsys.readouterr()
+    code = raftkubectl_main.main(["cluster", "add-master", member.name, "--api",
+                                  member.api_address, "--raft", member.raft_address,
+                                  "--config", str(follower_first)])
+    out, err = capsys.readouterr()
     assert code == 0, err
     assert member.raft_address in out
     code, _, err = kubectl("cluster", "remove-master", "nobody")
@@ -418,3 +450,22 @@ def test_get_watch_prints_changes(kubectl, client) -> None:
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "DATA", "AGE"]
     assert [line.split()[:2] for line in lines[1:]] == [["watched", "0"], ["watched", "1"]]
+
+
+def test_runs_as_a_program_with_a_leading_config_flag(cluster, tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RAFTKUBECONFIG", None)
+    program = [sys.executable, "-m", "raftkube.cli.raftkubectl_main"]
+    done = subprocess.run([*program, "--config", str(cluster.layout.admin_config), "get",
+                           "namespaces", "-o", "name"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # Unreachable masters: a readable error and a failing exit code.
+    config = load_client_config(cluster.layout.admin_config)
+    dead = tmp_path / "dead.yaml"
+    write_client_config(dead, dataclasses.replace(config, masters=("127.0.0.1:1",)))
+    done = subprocess.run([*program, "get", "pods", "--config", str(dead)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: Unavailable: list pods: no master answered")
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -228,5 +228,17 @@ def test_parse_duration_and_targets() -> None:
     assert [(i.kind, n) for i, n in parse_targets(["po/x", "svc/y"])] == [
         ("Pod", "x"), ("Service", "y")]
     assert parse_targets(["pods"])[0][1] == ""
+    assert [(i.kind, n) for i, n in parse_targets(["deploy,svc"])] == [
+        ("Deployment", ""), ("Service", "")]
     with pytest.raises(CommandError):
         parse_targets(["po", "svc/y"])
+
+
+def test_leading_config_flag_moves_behind_the_command() -> None:
+    from raftkube.cli.raftkubectl_main import global_flags_last
+
+    assert global_flags_last(["--config", "c.yaml", "get", "pods"]) == [
+        "get", "pods", "--config", "c.yaml"]
+    assert global_flags_last(["--config=c.yaml", "get", "pods"]) == [
+        "get", "pods", "--config=c.yaml"]
+    assert global_flags_last(["get", "pods", "--config", "c"]) == ["get", "pods", "--config", "c"]

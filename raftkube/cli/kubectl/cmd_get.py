@@ -77,6 +77,19 @@ def _get(args: argparse.Namespace) -> int:
     if args.watch and len(kinds) > 1:
         raise CommandError("watch is only supported on one kind of resource")
     with make_client(args) as client:
+        if len(kinds) > 1 and not targets[0][1]:
+            texts = []
+            for info, _ in targets:
+                items = client.resource(info).list(
+                    args.namespace, label_selector=args.selector,
+                    field_selector=args.field_selector, all_namespaces=args.all_namespaces)
+                if items:
+                    texts.append(render(items, args.output, args.all_namespaces, time.time(),
+                                        not args.no_headers))
+            sys.stdout.write("\n".join(texts))
+            if not texts:
+                print("No resources found.", file=sys.stderr)
+            return 0
         if len(kinds) > 1:
             objects = [client.resource(k).get(n, args.namespace) for k, n in targets]
             for kind in dict.fromkeys(o.kind for o in objects):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from google.protobuf.message import Message
+
+from raftkube import apierrors
 from raftkube.cli.kubectl.common import (
     CommandError,
     add_config_flag,
@@ -14,6 +17,7 @@ from raftkube.cli.kubectl.common import (
 )
 from raftkube.cli.kubectl.printers import resource_name
 from raftkube.cli.kubectl.targets import parse_targets
+from raftkube.client import ResourceClient
 
 SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet")
 
@@ -39,13 +43,27 @@ def _scale(args: argparse.Namespace) -> int:
             if info.kind not in SCALABLE:
                 raise CommandError(f"{info.plural} cannot be scaled (only "
                                    f"{', '.join(SCALABLE)})")
-            resource = client.resource(info)
-            obj = resource.get(name, args.namespace)
-            current = obj.spec.replicas if obj.spec.HasField("replicas") else 1  # type: ignore[attr-defined]
-            if args.current_replicas is not None and current != args.current_replicas:
-                raise CommandError(f"{resource_name(obj)}: expected {args.current_replicas} "
-                                   f"replicas, found {current}")
-            obj.spec.replicas = args.replicas  # type: ignore[attr-defined]
-            resource.update(obj)  # guarded by the resourceVersion just read
+            obj = scale(client.resource(info), name, args.namespace, args.replicas,
+                        args.current_replicas)
             print(f"{resource_name(obj)} scaled")
     return 0
+
+
+def scale(resource: ResourceClient, name: str, namespace: str | None, replicas: int,
+          current_replicas: int | None, attempts: int = 5) -> Message:
+    """Set spec.replicas with an update guarded by the resourceVersion read; a concurrent
+    change (Conflict) is re-read and retried, re-checking `current_replicas`."""
+    attempt = 0
+    while True:
+        attempt += 1
+        obj = resource.get(name, namespace)
+        current = obj.spec.replicas if obj.spec.HasField("replicas") else 1  # type: ignore[attr-defined]
+        if current_replicas is not None and current != current_replicas:
+            raise CommandError(f"{resource_name(obj)}: expected {current_replicas} "
+                               f"replicas, found {current}")
+        obj.spec.replicas = replicas  # type: ignore[attr-defined]
+        try:
+            return resource.update(obj)
+        except apierrors.Conflict:
+            if attempt >= attempts:
+                raise

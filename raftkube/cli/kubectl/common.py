@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from raftkube import apierrors
-from raftkube.client import Client, ClientOptions
+from raftkube.client import Client, ClientOptions, RetryConfig
 from raftkube.objects.errors import ManifestError
 from raftkube.objects.registry import UnknownKind
 from raftkube.objects.selectors import SelectorError
@@ -41,7 +41,10 @@ def add_namespace_flags(parser: argparse.ArgumentParser, all_namespaces: bool = 
 
 def make_client(args: argparse.Namespace) -> Client:
     """The SDK client for the --config file and -n namespace of `args`."""
-    options = ClientOptions(namespace=getattr(args, "namespace", None) or "default")
+    # Read-your-writes across invocations, whichever master each one reaches.
+    options = ClientOptions(namespace=getattr(args, "namespace", None) or "default",
+                            linearizable_reads=True,
+                            retry=RetryConfig(max_attempts=6, deadline=30.0))
     return Client.from_config(getattr(args, "config", None), options=options)
 
 

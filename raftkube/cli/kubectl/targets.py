@@ -19,8 +19,8 @@ def resolve(kind: str) -> registry.KindInfo:
 
 
 def parse_targets(words: Sequence[str]) -> list[tuple[registry.KindInfo, str]]:
-    """[(kind, name)] from `deploy web api` or `deploy/web pod/x`; names may be empty
-    (`get pods`)."""
+    """[(kind, name)] from `deploy web api`, `deploy/web pod/x` or `deploy,svc`; names
+    are empty when none is given (`get pods`)."""
     if not words:
         raise CommandError("you must specify the type of resource")
     if all("/" in w for w in words):
@@ -34,6 +34,10 @@ def parse_targets(words: Sequence[str]) -> list[tuple[registry.KindInfo, str]]:
     if any("/" in w for w in words[1:]):
         raise CommandError("there is no need to specify a resource type as a separate "
                            "argument when passing arguments in resource/name form")
+    if "," in words[0]:
+        if len(words) > 1:
+            raise CommandError("names cannot be given with several kinds (use KIND/NAME)")
+        return [(resolve(kind), "") for kind in words[0].split(",") if kind]
     info = resolve(words[0])
     names = list(words[1:])
     return [(info, name) for name in names] or [(info, "")]
