@@ -117,6 +117,7 @@ class PodWorker:
         self._probe_results: dict[tuple[str, str], bool] = {}
         self._finished = False
         self._running: dict[str, str] = {}
+        self._written_version = 0
         self._deleted_from_api = False
 
     # -- inputs from the agent (each schedules a sync of this uid) ---------------------------
@@ -503,13 +504,34 @@ class PodWorker:
         update.metadata.namespace = pod.metadata.namespace
         update.metadata.uid = pod.metadata.uid
         update.status.CopyFrom(status)
-        try:
-            self.deps.client.pods.update_status(update)
-            self._reported = status
-        except apierrors.NotFound:
-            pass
-        except apierrors.ApiError as exc:
-            log.warning("pod status update failed", pod=pod.metadata.name, error=str(exc))
+        # guarded by resourceVersion: a pod recreated under the same name (another uid)
+        # never receives this pod's status
+        update.metadata.resource_version = self._newest_version(pod)
+        for _ in range(3):
+            try:
+                stored = self.deps.client.pods.update_status(update)
+                self._written_version = int(stored.metadata.resource_version or 0)
+                self._reported = status
+                return
+            except apierrors.NotFound:
+                return
+            except apierrors.Conflict:
+                try:
+                    fresh = self.deps.client.pods.get(pod.metadata.name, pod.metadata.namespace)
+                except apierrors.NotFound:
+                    return
+                if fresh.metadata.uid != self.uid:
+                    return
+                update.metadata.resource_version = fresh.metadata.resource_version
+            except apierrors.ApiError as exc:
+                log.warning("pod status update failed", pod=pod.metadata.name, error=str(exc))
+                return
+
+    def _newest_version(self, pod: pod_pb2.Pod) -> str:
+        """The newer of the informer's resourceVersion and the one our last write got."""
+        seen = int(pod.metadata.resource_version or 0)
+        return str(max(seen, self._written_version)) if max(seen,
+                                                             self._written_version) else ""
 
     def _emit_backoff_events(self, pod: pod_pb2.Pod, plan: Plan) -> None:
         for waiting in plan.waiting:
