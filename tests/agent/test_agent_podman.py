@@ -437,6 +437,8 @@ def test_persistent_volume_survives_the_pod_and_host_path_checks(harness: AgentH
     pv.spec.capacity["storage"] = "1Gi"
     pv.spec.access_modes.append("ReadWriteOnce")
     pv.spec.local.path = str(storage)
+    pv.spec.node_affinity.required.node_selector_terms.add().match_expressions.add(
+        key="kubernetes.io/hostname", operator="In", values=["w1"])
     harness.create(pv)
     pvc = storage_pb2.PersistentVolumeClaim(api_version="v1", kind="PersistentVolumeClaim")
     pvc.metadata.name, pvc.metadata.namespace = "data", ns
