@@ -54,6 +54,7 @@ class AgentHarness:
     agents: dict[str, Agent] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
     _channels: list[grpc.Channel] = field(default_factory=list)
+    _overrides: dict[str, tuple[Runtime | None, dict]] = field(default_factory=dict)
 
     @classmethod
     def start(cls, workers: tuple[str, ...] = ("w1",), podman: bool = True) -> AgentHarness:
@@ -110,12 +111,18 @@ class AgentHarness:
 
     def start_agent(self, name: str = "w1", runtime: Runtime | None = None,
                     **overrides: object) -> Agent:
+        self._overrides[name] = (runtime, overrides)
         config = self.worker_config(name, **overrides)
         rt = runtime if runtime is not None else self.podman.runtime  # type: ignore[union-attr]
         agent = Agent(config, rt, AgentClients.from_config(config))
         agent.start()
         self.agents[name] = agent
         return agent
+
+    def restart_agent(self, name: str = "w1") -> Agent:
+        """Start node `name`'s agent again with the settings of its last start."""
+        runtime, overrides = self._overrides[name]
+        return self.start_agent(name, runtime, **overrides)
 
     def stop_agent(self, name: str = "w1") -> None:
         agent = self.agents.pop(name)

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from raftkube.api.v1 import core_pb2, meta_pb2, node_agent_pb2, pod_pb2
+from raftkube.api.v1 import core_pb2, meta_pb2, node_agent_pb2, pod_pb2, storage_pb2
 from raftkube.testing.agent_harness import (
     AgentHarness,
     condition,
@@ -317,12 +317,12 @@ def test_agent_restart_adopts_running_containers(harness: AgentHarness, agent) -
     harness.stop_agent("w1")
     # while the agent is away: a pod deleted for good leaves an orphan behind
     orphan = harness.create(harness.pod("orphan", ns))
-    harness.start_agent("w1")
+    harness.restart_agent("w1")
     harness.wait_pod(orphan, ready, what="orphan Ready")
     orphan_uid = harness.get_pod(orphan).metadata.uid
     harness.stop_agent("w1")
     harness.admin.pods.delete("orphan", ns, grace_period_seconds=0)
-    new_agent = harness.start_agent("w1")
+    new_agent = harness.restart_agent("w1")
     assert new_agent.synced.wait(30)
     deadline = time.monotonic() + 30
     rt = harness.podman.runtime  # type: ignore[union-attr]
@@ -367,8 +367,7 @@ def test_statefulset_pods_fenced_when_masters_unreachable(harness: AgentHarness)
         assert agent.fenced()
         assert running(plain_uid), "ordinary pods keep running"
     finally:
-        for index in range(3):
-            harness.cluster.restart(index)
+        harness.cluster.start()  # all three at once: none serves before a quorum is back
     deadline = time.monotonic() + 60
     while agent.fenced() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -377,6 +376,7 @@ def test_statefulset_pods_fenced_when_masters_unreachable(harness: AgentHarness)
 
 
 def test_logs_and_exec_over_node_agent_service(harness: AgentHarness, agent) -> None:
+    agent = harness.agents["w1"]  # the current one (other tests restart it)
     ns = harness.namespace()
     created = harness.create(harness.pod("talker", ns, containers=[container(
         "talk", ["sh", "-c", "echo line-one; echo line-two; trap 'exit 0' TERM; "
@@ -426,3 +426,65 @@ def test_logs_and_exec_over_node_agent_service(harness: AgentHarness, agent) -> 
     previous = b"".join(c.data for c in stub.Logs(
         node_agent_pb2.LogsRequest(target=target, previous=True), timeout=10))
     assert previous == b"line-one\nline-two\n"
+
+
+def test_persistent_volume_survives_the_pod_and_host_path_checks(harness: AgentHarness,
+                                                                  agent) -> None:
+    ns = harness.namespace()
+    storage = harness.root / f"pv-{ns}"
+    pv = storage_pb2.PersistentVolume(api_version="v1", kind="PersistentVolume")
+    pv.metadata.name = f"pv-{ns}"
+    pv.spec.capacity["storage"] = "1Gi"
+    pv.spec.access_modes.append("ReadWriteOnce")
+    pv.spec.local.path = str(storage)
+    pv.spec.node_affinity.required.node_selector_terms.add().match_expressions.add(
+        key="kubernetes.io/hostname", operator="In", values=["w1"])
+    harness.create(pv)
+    pvc = storage_pb2.PersistentVolumeClaim(api_version="v1", kind="PersistentVolumeClaim")
+    pvc.metadata.name, pvc.metadata.namespace = "data", ns
+    pvc.spec.access_modes.append("ReadWriteOnce")
+    pvc.spec.resources.requests["storage"] = "1Gi"
+    pvc.spec.volume_name = pv.metadata.name
+    harness.create(pvc)
+
+    def with_claim(name: str, command: str) -> pod_pb2.Pod:
+        pod = harness.pod(name, ns, restart_policy="Never", containers=[container(
+            "c", ["sh", "-c", command],
+            volume_mounts=[pod_pb2.VolumeMount(name="data", mount_path="/data"),
+                           pod_pb2.VolumeMount(name="scratch", mount_path="/scratch")])])
+        pod.spec.volumes.append(pod_pb2.Volume(
+            name="data", persistent_volume_claim=pod_pb2.PersistentVolumeClaimVolumeSource(
+                claim_name="data")))
+        pod.spec.volumes.append(pod_pb2.Volume(
+            name="scratch", empty_dir=pod_pb2.EmptyDirVolumeSource(medium="Memory")))
+        return pod
+
+    writer = harness.create(with_claim(
+        "writer", "echo kept > /data/file && grep -q ' /scratch tmpfs' /proc/mounts"))
+    done = harness.wait_pod(writer, lambda p: p.status.phase in ("Succeeded", "Failed"),
+                            what="writer done")
+    assert done.status.phase == "Succeeded", done.status
+    scratch = agent.volumes.pod_dir(done.metadata.uid)
+    harness.admin.pods.delete("writer", ns, grace_period_seconds=0)
+    harness.wait_gone(writer)
+    deadline = time.monotonic() + 20
+    while scratch.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not scratch.exists(), "emptyDir goes with the pod"
+    assert (storage / "file").read_text() == "kept\n", "the persistent volume stays"
+    reader = harness.create(with_claim("reader", "cat /data/file"))
+    read = harness.wait_pod(reader, lambda p: p.status.phase == "Succeeded", what="reader")
+    logs = b"".join(harness.podman.runtime.logs(  # type: ignore[union-attr]
+        container_state(read, "c").container_id.removeprefix("podman://")))
+    assert logs == b"kept\n"
+
+    missing = harness.pod("hostpath", ns, containers=[container(
+        "c", ["true"], volume_mounts=[pod_pb2.VolumeMount(name="h", mount_path="/h")])])
+    missing.spec.volumes.append(pod_pb2.Volume(name="h", host_path=pod_pb2.HostPathVolumeSource(
+        path=str(harness.root / "no-such-dir"), type="Directory")))
+    created = harness.create(missing)
+    harness.wait_pod(created, lambda p: "FailedMount" in {e.reason for e in harness.events(p)},
+                     what="FailedMount event")
+    waiting = harness.get_pod(created)
+    assert waiting.status.phase == "Pending"
+    assert "not a directory" in container_state(waiting, "c").state.waiting.message

@@ -21,6 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from raftkube.api.v1 import pod_pb2
 from raftkube.client import Client, ClientOptions
@@ -32,10 +33,29 @@ from raftkube.workers.agent.heartbeat import NodeHeartbeat, detect_node_ip
 from raftkube.workers.agent.node_agent_service import NodeAgentServer, NodeAgentServicer
 from raftkube.workers.agent.node_status import machine_facts
 from raftkube.workers.agent.pod_worker import PodWorker, WorkerDeps
+from raftkube.workers.agent.sync_queue import SyncQueue
 from raftkube.workers.agent.volumes import VolumeManager
 from raftkube.workers.runtime.interface import ContainerRuntimeError, Runtime
 
 log = get_logger(__name__)
+
+
+class PodFeed(Protocol):
+    """What the agent needs of its pod source (an SDK Informer, or a hollow fleet's view)."""
+
+    error: BaseException | None
+
+    def add_handlers(self, on_add=None, on_update=None, on_delete=None) -> object: ...
+
+    def start(self) -> PodFeed: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool: ...
+
+    def get(self, name: str, namespace: str = "") -> pod_pb2.Pod | None: ...
+
+    def list(self) -> list: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,12 @@ class Agent:
     """See the module docstring. Not restartable: make a new Agent after stop()."""
 
     def __init__(self, config: WorkerConfig, runtime: Runtime, clients: AgentClients, *,
-                 runtime_version: str = "", agent_port: int = 0) -> None:
+                 runtime_version: str = "", agent_port: int = 0,
+                 pod_feed: PodFeed | None = None, queue: SyncQueue | None = None,
+                 event_pool: ThreadPoolExecutor | None = None) -> None:
+        """pod_feed / queue / event_pool: shared by many hollow agents in one process
+        (testing/hollow_agents.py); by default each agent has its own informer (field
+        selector spec.nodeName), sync queue and event pool."""
         self.config = config
         self.runtime = runtime
         self.clients = clients
@@ -82,7 +107,7 @@ class Agent:
         self.node_ip = config.node_ip or detect_node_ip(masters)
         self.objects = ApiObjectSource(clients.api)
         self.volumes = VolumeManager(config.data_dir, self.objects)
-        self.events = EventRecorder(clients.api, config.node_name)
+        self.events = EventRecorder(clients.api, config.node_name, pool=event_pool)
         self.heartbeat = NodeHeartbeat(
             config, clients.api, clients.lease, runtime, machine_facts(config.data_dir),
             self.node_ip, runtime_version or type(runtime).__name__, agent_port)
@@ -92,33 +117,54 @@ class Agent:
         self._stop_pool = ThreadPoolExecutor(max_workers=max(2, config.pod_workers),
                                              thread_name_prefix="stop")
         self._threads: list[threading.Thread] = []
-        self._informer = None
-        self._fenced_logged = False
+        self._informer: PodFeed | None = None
+        self._was_fenced = False
+        self._relist_previous: dict[str, tuple] = {}
         self.synced = threading.Event()
+        self._own_queue = queue is None
+        self.queue = queue or SyncQueue(self._sync_pod, config.pod_workers,
+                                        name=f"pods-{config.node_name}")
+        self._pod_feed = pod_feed
         self.deps = WorkerDeps(config=config, client=clients.api, runtime=runtime,
                                volumes=self.volumes, objects=self.objects, events=self.events,
                                node_ip=self.node_ip, fenced=self.fenced,
-                               stop_pool=self._stop_pool, on_exit=self._worker_exited)
+                               stop_pool=self._stop_pool, on_exit=self._worker_exited,
+                               schedule=self.queue.add)
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> Agent:
+    def start(self, background: bool = True) -> Agent:
+        """Register the Node, renew the Lease once, watch pods. `background=False` starts no
+        per-agent loops: the owner calls heartbeat.tick(), relist_once() and check_fence()
+        (hollow fleets drive thousands of agents from a few threads)."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.heartbeat.register()
         self.heartbeat.renew_lease()
-        self.heartbeat.start()
-        informer = self.clients.api.pods.informer(
+        if self._own_queue:
+            self.queue.start()
+        feed = self._pod_feed or self.clients.api.pods.informer(
             all_namespaces=True, field_selector=f"spec.nodeName={self.config.node_name}")
-        informer.add_handlers(on_add=self._pod_changed,
-                              on_update=lambda _old, new: self._pod_changed(new),
-                              on_delete=self._pod_deleted)
-        self._informer = informer.start()
-        self._spawn(self._after_sync, "agent-adopt")
-        self._spawn(self._relist_loop, "agent-relist")
-        self._spawn(self._fence_loop, "agent-fence")
-        self._spawn(self._informer_guard, "agent-informer-guard")
+        feed.add_handlers(on_add=self._pod_changed,
+                          on_update=lambda _old, new: self._pod_changed(new),
+                          on_delete=self._pod_deleted)
+        self._informer = feed.start()
+        if background:
+            self._spawn(self.adopt_when_synced, "agent-adopt")
+            self.heartbeat.start()
+            self._spawn(self._relist_loop, "agent-relist")
+            self._spawn(self._fence_loop, "agent-fence")
+            if self._pod_feed is None:
+                self._spawn(self._informer_guard, "agent-informer-guard")
         if self.server is not None:
             self.server.start()
         return self
+
+    def sync_pod(self, uid: str) -> float | None:
+        """Sync one pod of this agent (the SyncQueue handler)."""
+        return self._sync_pod(uid)
+
+    def has_pod(self, uid: str) -> bool:
+        with self._lock:
+            return uid in self._workers
 
     def lookup_pod(self, namespace: str, name: str) -> pod_pb2.Pod | None:
         """The pod bound to this node with that name, from the informer's cache."""
@@ -142,8 +188,8 @@ class Agent:
             workers = list(self._workers.values())
         for worker in workers:
             worker.shutdown()
-        for worker in workers:
-            worker.join(15)
+        if self._own_queue:
+            self.queue.stop()
         for thread in self._threads:
             thread.join(10)
         self._stop_pool.shutdown(wait=False, cancel_futures=True)
@@ -155,15 +201,18 @@ class Agent:
         return self.heartbeat.since_renewal() > self.config.fencing_timeout_seconds
 
     def _fence_loop(self) -> None:
-        was = False
         while not self._stop.wait(0.25):
-            now = self.fenced()
-            if now != was:
-                log.warning("fencing " + ("on: stopping StatefulSet pods" if now else "off"),
-                            node=self.config.node_name,
-                            since_renewal=round(self.heartbeat.since_renewal(), 1))
-                self._poke_all()
-                was = now
+            self.check_fence()
+
+    def check_fence(self) -> None:
+        """Poke every pod worker when fencing starts or ends (they re-plan with it)."""
+        now = self.fenced()
+        if now != self._was_fenced:
+            log.warning("fencing " + ("on: stopping StatefulSet pods" if now else "off"),
+                        node=self.config.node_name,
+                        since_renewal=round(self.heartbeat.since_renewal(), 1))
+            self._poke_all()
+            self._was_fenced = now
 
     # -- pods ------------------------------------------------------------------------------
     def _pod_changed(self, pod: pod_pb2.Pod) -> None:
@@ -185,7 +234,15 @@ class Agent:
 
     def _worker_exited(self, uid: str) -> None:
         with self._lock:
-            self._workers.pop(uid, None)
+            worker = self._workers.get(uid)
+            if worker is not None and worker.finished:
+                self._workers.pop(uid, None)
+        self.queue.forget(uid)
+
+    def _sync_pod(self, uid: str) -> float | None:
+        with self._lock:
+            worker = self._workers.get(uid)
+        return worker.sync_once() if worker is not None else None
 
     def _poke_all(self) -> None:
         with self._lock:
@@ -198,7 +255,8 @@ class Agent:
             return sorted(self._workers)
 
     # -- adoption and cleanup ----------------------------------------------------------------
-    def _after_sync(self) -> None:
+    def adopt_when_synced(self) -> None:
+        """Wait for the pod feed's first full list, then remove what no pod owns."""
         assert self._informer is not None
         while not self._stop.is_set() and not self._informer.wait_for_sync(1.0):
             pass
@@ -231,28 +289,29 @@ class Agent:
 
     # -- relist (PLEG) -------------------------------------------------------------------------
     def _relist_loop(self) -> None:
-        previous: dict[str, tuple] = {}
-        interval = self.config.relist_interval_seconds
-        while not self._stop.wait(interval):
-            try:
-                containers = self.runtime.list_containers()
-            except ContainerRuntimeError as exc:
-                log.warning("relist failed", error=str(exc))
-                continue
-            current: dict[str, list] = {}
-            for c in containers:
-                current.setdefault(c.pod_uid, []).append(
-                    (c.container_id, c.state.value, c.exit_code))
-            snapshot = {uid: tuple(sorted(items)) for uid, items in current.items()}
-            changed = {uid for uid in set(snapshot) | set(previous)
-                       if snapshot.get(uid) != previous.get(uid)}
-            previous = snapshot
-            if not changed:
-                continue
-            with self._lock:
-                workers = [self._workers[u] for u in changed if u in self._workers]
-            for worker in workers:
-                worker.poke()
+        while not self._stop.wait(self.config.relist_interval_seconds):
+            self.relist_once()
+
+    def relist_once(self) -> None:
+        """List the runtime's containers once; poke the workers of pods whose containers
+        changed since the previous relist (exits are noticed here)."""
+        try:
+            containers = self.runtime.list_containers()
+        except ContainerRuntimeError as exc:
+            log.warning("relist failed", error=str(exc))
+            return
+        current: dict[str, list] = {}
+        for c in containers:
+            current.setdefault(c.pod_uid, []).append((c.container_id, c.state.value,
+                                                      c.exit_code))
+        snapshot = {uid: tuple(sorted(items)) for uid, items in current.items()}
+        previous, self._relist_previous = self._relist_previous, snapshot
+        changed = {uid for uid in set(snapshot) | set(previous)
+                   if snapshot.get(uid) != previous.get(uid)}
+        with self._lock:
+            workers = [self._workers[u] for u in changed if u in self._workers]
+        for worker in workers:
+            worker.poke()
 
     def _informer_guard(self) -> None:
         """An informer that stopped on an error is replaced (the agent never goes deaf)."""

@@ -12,6 +12,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -59,15 +60,19 @@ class EventRecorder:
     failures are logged and dropped, as kubelet's recorder does)."""
 
     def __init__(self, client: Client, node: str, dedupe_seconds: float = 30.0,
-                 component: str = "raftkube-agent") -> None:
+                 component: str = "raftkube-agent",
+                 pool: ThreadPoolExecutor | None = None) -> None:
+        """pool: a shared executor (many hollow agents); by default a private one."""
         self.client = client
         self.node = node
         self.component = component
         self.dedupe_seconds = dedupe_seconds
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
+        self._own_pool = pool is None
+        self._pool = pool or ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
         self._recent: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
-        self.sent: list[tuple[str, str, str]] = []  # (pod name, reason, message), for tests
+        # the last (pod name, reason, message) sent, newest last, for tests and debugging
+        self.sent: deque[tuple[str, str, str]] = deque(maxlen=200)
 
     def emit(self, pod: pod_pb2.Pod, event_type: str, reason: str, message: str,
              field_path: str = "") -> None:
@@ -105,4 +110,5 @@ class EventRecorder:
             log.info("event not recorded", reason=event.reason, error=str(exc))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -70,6 +70,7 @@ class NodeHeartbeat:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ticks = 0
 
     def since_renewal(self) -> float:
         """Seconds since the last successful Lease renewal (or since start)."""
@@ -102,15 +103,26 @@ class NodeHeartbeat:
             current.spec.taints.extend(t for t in desired.spec.taints
                                        if (t.key, t.effect) not in present)
             stored = nodes.update(current)
-        self._write_status(desired, stored.status)
+        for attempt in range(20):
+            try:
+                # the same (sticky) client as the create: another master's replica may not
+                # have the new Node yet
+                self._write_status(desired, stored.status, self.client)
+                break
+            except apierrors.NotFound:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
         return stored
 
-    def _write_status(self, desired: core_pb2.Node, previous: core_pb2.NodeStatus) -> None:
+    def _write_status(self, desired: core_pb2.Node, previous: core_pb2.NodeStatus,
+                      client: Client | None = None) -> None:
         carry_transition_times(desired.status, previous)
         node = core_pb2.Node(api_version="v1", kind="Node")
         node.metadata.name = self.config.node_name
         node.status.CopyFrom(desired.status)
-        self.client.nodes.update_status(node)
+        # by default the short-deadline client: a slow cluster must not hold up renewals
+        (client or self.lease_client).nodes.update_status(node)
         self._last_status = desired.status
         self._last_status_at = self.clock()
 
@@ -164,18 +176,21 @@ class NodeHeartbeat:
         if self._thread is not None:
             self._thread.join(10)
 
+    def tick(self) -> None:
+        """One heartbeat: renew the Lease; every ~10 s (or when poked) check Node status."""
+        self.renew_lease()
+        status_every = max(1, int(10 / self.config.lease_interval_seconds))
+        if self._ticks % status_every == 0 or self._wake.is_set():
+            self._wake.clear()
+            try:
+                self.maybe_update_status()
+            except apierrors.ApiError as exc:
+                log.warning("node status update failed", error=str(exc))
+        self._ticks += 1
+
     def _run(self) -> None:
         interval = self.config.lease_interval_seconds
-        status_every = max(1, int(10 / interval))
-        tick = 0
         while not self._stop.is_set():
             started = self.clock()
-            self.renew_lease()
-            if tick % status_every == 0 or self._wake.is_set():
-                self._wake.clear()
-                try:
-                    self.maybe_update_status()
-                except apierrors.ApiError as exc:
-                    log.warning("node status update failed", error=str(exc))
-            tick += 1
+            self.tick()
             self._wake.wait(max(0.0, interval - (self.clock() - started)))

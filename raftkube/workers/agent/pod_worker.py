@@ -91,6 +91,7 @@ class WorkerDeps:
     fenced: Callable[[], bool]
     stop_pool: ThreadPoolExecutor
     on_exit: Callable[[str], None]
+    schedule: Callable[[str], None]
     clock: Callable[[], float] = time.monotonic
 
 
@@ -103,7 +104,6 @@ class PodWorker:
         self._pod = pod
         self._last_known = pod
         self._gone = pod is None
-        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self.memory: dict[str, ContainerMemory] = {}
@@ -117,13 +117,12 @@ class PodWorker:
         self._probe_results: dict[tuple[str, str], bool] = {}
         self._finished = False
         self._running: dict[str, str] = {}
+        self._written_version = 0
         self._deleted_from_api = False
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"pod-{uid[:8]}")
 
-    # -- inputs from the agent ------------------------------------------------------------
+    # -- inputs from the agent (each schedules a sync of this uid) ---------------------------
     def start(self) -> PodWorker:
-        self._thread.start()
+        self.deps.schedule(self.uid)
         return self
 
     def update(self, pod: pod_pb2.Pod) -> None:
@@ -131,48 +130,38 @@ class PodWorker:
             self._pod = pod
             self._last_known = pod
             self._gone = False
-        self._wake.set()
+        self.deps.schedule(self.uid)
 
     def removed(self) -> None:
         """The pod is gone from the API: stop and remove everything it has."""
         with self._lock:
             self._gone = True
-        self._wake.set()
+        self.deps.schedule(self.uid)
 
     def poke(self) -> None:
-        self._wake.set()
+        self.deps.schedule(self.uid)
 
     def shutdown(self) -> None:
         """Stop this worker without touching the pod's containers (agent shutdown)."""
         self._stopping.set()
-        self._wake.set()
         self._stop_probes(keep=set())
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
 
     @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+    def finished(self) -> bool:
+        return self._finished
 
-    # -- loop ------------------------------------------------------------------------------
-    def _run(self) -> None:
-        wake_at: float | None = None
-        while not self._stopping.is_set():
-            try:
-                wake_at = self.sync()
-            except Exception:
-                log.exception("pod sync failed", uid=self.uid)
-                wake_at = self.deps.clock() + 2.0
-            if self._finished:
-                break
-            timeout = RESYNC_SECONDS if wake_at is None else max(
-                0.05, min(RESYNC_SECONDS, wake_at - self.deps.clock()))
-            self._wake.wait(timeout)
-            self._wake.clear()
-        self._stop_probes(keep=set())
+    def sync_once(self) -> float | None:
+        """Run by the SyncQueue (never concurrently for one uid): one reconciliation, or
+        nothing after shutdown/finish. Returns when to sync again."""
+        if self._stopping.is_set() or self._finished:
+            return None
+        wake_at = self.sync()
         if self._finished:
+            self._stop_probes(keep=set())
             self.deps.on_exit(self.uid)
+            return None
+        resync = self.deps.clock() + RESYNC_SECONDS
+        return resync if wake_at is None else min(resync, max(wake_at, self.deps.clock()))
 
     def sync(self) -> float | None:
         """One reconciliation; returns when to run again (None = on events only)."""
@@ -431,8 +420,6 @@ class PodWorker:
                                       f"{base.capitalize()} probe failed: {message}")
             return
         self._probe_results[(container_id, kind)] = result
-        if kind == STARTUP and result:
-            self._wake.set()
         if kind == LIVENESS and not result:
             for name, c in self._running.items():
                 if c == container_id:
@@ -440,7 +427,7 @@ class PodWorker:
         if not result and pod is not None:
             self.deps.events.emit(pod, "Warning", "Unhealthy",
                                   f"{kind.capitalize()} probe failed: {message}")
-        self._wake.set()
+        self.deps.schedule(self.uid)
 
     def _ensure_probes(self, pod: pod_pb2.Pod, observed: Observed) -> None:
         running = {c.name: c.container_id for c in observed.instances
@@ -517,13 +504,34 @@ class PodWorker:
         update.metadata.namespace = pod.metadata.namespace
         update.metadata.uid = pod.metadata.uid
         update.status.CopyFrom(status)
-        try:
-            self.deps.client.pods.update_status(update)
-            self._reported = status
-        except apierrors.NotFound:
-            pass
-        except apierrors.ApiError as exc:
-            log.warning("pod status update failed", pod=pod.metadata.name, error=str(exc))
+        # guarded by resourceVersion: a pod recreated under the same name (another uid)
+        # never receives this pod's status
+        update.metadata.resource_version = self._newest_version(pod)
+        for _ in range(3):
+            try:
+                stored = self.deps.client.pods.update_status(update)
+                self._written_version = int(stored.metadata.resource_version or 0)
+                self._reported = status
+                return
+            except apierrors.NotFound:
+                return
+            except apierrors.Conflict:
+                try:
+                    fresh = self.deps.client.pods.get(pod.metadata.name, pod.metadata.namespace)
+                except apierrors.NotFound:
+                    return
+                if fresh.metadata.uid != self.uid:
+                    return
+                update.metadata.resource_version = fresh.metadata.resource_version
+            except apierrors.ApiError as exc:
+                log.warning("pod status update failed", pod=pod.metadata.name, error=str(exc))
+                return
+
+    def _newest_version(self, pod: pod_pb2.Pod) -> str:
+        """The newer of the informer's resourceVersion and the one our last write got."""
+        seen = int(pod.metadata.resource_version or 0)
+        return str(max(seen, self._written_version)) if max(seen,
+                                                             self._written_version) else ""
 
     def _emit_backoff_events(self, pod: pod_pb2.Pod, plan: Plan) -> None:
         for waiting in plan.waiting:

@@ -1,0 +1,53 @@
+"""Hollow nodes running the real agent on fake runtimes against real masters."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from raftkube.api.v1 import pod_pb2
+from raftkube.testing.agent_harness import AgentHarness, condition, container, container_state
+from raftkube.testing.hollow_agents import HollowFleet, HollowFleetConfig
+
+pytestmark = [pytest.mark.timeout(300)]
+
+
+def test_hollow_fleet_registers_renews_and_runs_pods() -> None:
+    harness = AgentHarness.start(workers=(), podman=False)
+    fleet = HollowFleet(HollowFleetConfig(count=20, client_config=harness.cluster.layout
+                                          .admin_config, lease_interval_seconds=1.0,
+                                          relist_interval_seconds=0.5))
+    try:
+        fleet.start()
+        nodes = {n.metadata.name: n for n in harness.admin.nodes.list()}
+        assert set(fleet.names) <= set(nodes)
+        assert all(condition(nodes[n], "Ready") == "True" for n in fleet.names)
+        leases = harness.admin.resource("Lease")
+        first = leases.get("hollow-7", "raftkube-node-lease").spec.renew_time
+        ns = harness.namespace()
+        pods = []
+        for i in range(10):
+            pod = harness.pod(f"p{i}", ns, node=f"hollow-{i}")
+            pods.append(harness.create(pod))
+        crasher = harness.pod("crasher", ns, node="hollow-3", containers=[container(
+            "c", ["sleep", "1"], env=[pod_pb2.EnvVar(name="RAFTKUBE_FAKE_EXIT_AFTER_SECONDS",
+                                                     value="0.2"),
+                                      pod_pb2.EnvVar(name="RAFTKUBE_FAKE_EXIT_CODE",
+                                                     value="2")])])
+        crasher = harness.create(crasher)
+        for pod in pods:
+            running = harness.wait_pod(pod, lambda p: condition(p, "Ready") == "True",
+                                       what="Ready")
+            assert running.status.pod_ip and running.status.phase == "Running"
+        restarted = harness.wait_pod(crasher,
+                                     lambda p: container_state(p, "c").restart_count >= 1,
+                                     what="a restart")
+        assert container_state(restarted, "c").last_state.terminated.exit_code == 2
+        harness.admin.pods.delete("p0", ns)
+        harness.wait_gone(pods[0], timeout=30)
+        time.sleep(1.5)
+        assert leases.get("hollow-7", "raftkube-node-lease").spec.renew_time > first
+    finally:
+        fleet.stop()
+        harness.close()
