@@ -112,7 +112,8 @@ def main() -> None:
     # default 0.45 s election timeout; the longer timeouts keep one leader during the run.
     store = {"election_timeout_min": args.election_timeout,
              "election_timeout_max": 2 * args.election_timeout,
-             "leader_lease_timeout": args.election_timeout * 0.7}
+             "leader_lease_timeout": args.election_timeout * 0.7,
+             "connection_timeout": 2 * args.election_timeout + 1}
     print(f"store: election timeout {args.election_timeout}-{2 * args.election_timeout}s",
           flush=True)
     with MasterCluster(3, controllers=options, store_overrides=store) as cluster:

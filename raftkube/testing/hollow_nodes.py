@@ -76,6 +76,7 @@ class HollowNodes:
     _stop: threading.Event = field(default_factory=threading.Event)
     _silent: set[str] = field(default_factory=set)
     _lease_rv: dict[str, str] = field(default_factory=dict)
+    _renewed: dict[str, float] = field(default_factory=dict)
     _reported: dict[tuple[str, str], str] = field(default_factory=dict)
     _work: queue.Queue = field(default_factory=queue.Queue)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -185,7 +186,15 @@ class HollowNodes:
         lease.spec.renew_time = format_time(time.time())
         return lease
 
+    def last_renewal(self, name: str) -> float:
+        """time.monotonic() of the last successful lease renewal of `name` (0 if none)."""
+        return self._renewed.get(name, 0.0)
+
     def _renew(self, name: str) -> None:
+        self._renew_once(name)
+        self._renewed[name] = time.monotonic()
+
+    def _renew_once(self, name: str) -> None:
         stub = self.stub()
         lease = self._lease(name)
         rv = self._lease_rv.get(name)

@@ -139,3 +139,42 @@ def test_deployment_scales_within_seconds_of_a_new_leader(cluster, nodes) -> Non
     assert converged
     assert elapsed < 10
     cluster.restart(leader)
+
+
+def test_stateful_pod_of_a_dead_node_is_replaced_only_after_fencing(cluster, nodes) -> None:
+    from raftkube.api.v1 import apps_pb2
+    from raftkube.masters.controllers.node_lifecycle import NodeLifecycleConfig
+    from tests.integration.controller_helpers import container
+
+    stub = cluster.resources(cluster.alive_indexes()[0])
+    sts = apps_pb2.StatefulSet(api_version="apps/v1", kind="StatefulSet")
+    sts.metadata.name = "fenced"
+    sts.spec.replicas = 1
+    sts.spec.selector.match_labels["app"] = "fenced"
+    sts.spec.template.metadata.labels["app"] = "fenced"
+    sts.spec.template.spec.containers.append(container())
+    create(stub, sts)
+    first = wait_for(lambda: (p := get(stub, "Pod", "fenced-0")).status.phase == "Running"
+                     and p, timeout=60)
+    assert first
+    nodes.kill(first.spec.node_name)
+    killed = time.monotonic()
+    time.sleep(0.5)  # a renewal in flight at the kill may still land
+    last_renewal = nodes.last_renewal(first.spec.node_name)
+    try:
+        def replaced():
+            p = get(stub, "Pod", "fenced-0")
+            return p.metadata.uid != first.metadata.uid and p.status.phase == "Running" and p
+
+        again = wait_for(replaced, timeout=60, interval=0.1)
+        now = time.monotonic()
+        config = NodeLifecycleConfig()
+        print(f"\nStatefulSet pod replaced {now - killed:.1f}s after its node died, "
+              f"{now - last_renewal:.1f}s after its last lease renewal (the agent fences "
+              f"itself {config.fencing_timeout_seconds}s after it)")
+        assert again and again.spec.node_name != first.spec.node_name
+        # the old copy is stopped by its agent FENCING_TIMEOUT after the last renewal
+        assert now - last_renewal >= config.fencing_timeout_seconds
+        assert "NodeFenced" in {e.reason for e in events_for(stub, "fenced-0")}
+    finally:
+        nodes.revive(first.spec.node_name)

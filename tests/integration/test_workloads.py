@@ -74,17 +74,17 @@ def test_rolling_update_then_rollback_reuses_the_old_replica_set(cluster, nodes)
     def rolled():
         x = get(stub, "Deployment", "roll")
         sets = rs_of(stub, "roll")
+        pods = running(list_objects(stub, "Pod", label_selector="app=roll"))
         return (x.status.updated_replicas == 4 and x.status.available_replicas == 4
                 and x.status.replicas == 4 and len(sets) == 2
-                and sum(rs.spec.replicas for rs in sets) == 4) and sets
+                and sum(rs.spec.replicas for rs in sets) == 4 and len(pods) == 4
+                and all(p.spec.containers[0].command[1] == "7200" for p in pods)) and sets
 
     sets = wait_for(rolled, timeout=60)
     assert sets, get(stub, "Deployment", "roll").status
     revisions = sorted(rs.metadata.annotations["deployment.kubernetes.io/revision"]
                        for rs in sets)
     assert revisions == ["1", "2"]
-    pods = running(list_objects(stub, "Pod", label_selector="app=roll"))
-    assert all(p.spec.containers[0].command[1] == "7200" for p in pods)
     # rollout undo: the template of revision 1 again -> the same ReplicaSet, revision 3
     old = next(rs for rs in sets if rs.metadata.name == first[0].metadata.name)
     d = get(stub, "Deployment", "roll")

@@ -15,7 +15,7 @@ CONFIG = SchedulerConfig()
 
 
 def plan(pods, nodes, bound=(), claims=None, volumes=None, config=CONFIG):
-    states = build_node_states(nodes, [(p, p.spec.node_name) for p in bound])
+    states = build_node_states(nodes, [(p.spec.node_name, pod_needs(p, {}, {})) for p in bound])
     needs = [pod_needs(p, claims or {}, volumes or {}) for p in pods]
     return schedule(needs, states, config)
 

@@ -40,7 +40,8 @@ def _section(context: ControllerContext, name: str) -> Mapping[str, Any]:
 def controller_factories() -> list[ControllerFactory]:
     """Factories of the controllers run by the controller manager."""
     return [
-        lambda context: GarbageCollector(context),
+        # A full pass looks at every cached object: at most once a second.
+        lambda context: GarbageCollector(context, min_interval=1.0),
         lambda context: Scheduler(context, SchedulerConfig.from_options(
             _section(context, "scheduler"))),
         lambda context: ReplicaSetController(context),

@@ -221,7 +221,9 @@ class ReplicaSetController(KeyedController):
         rs = cache.get("ReplicaSet", namespace, name)
         if rs is None:
             return None
-        pods = cache.list("Pod", namespace)
+        uid = rs.metadata.uid
+        pods = [p for p in cache.list("Pod", namespace)
+                if (ref := controller_of(p)) is None or ref.uid == uid]
         present = {p.metadata.name for p in pods}
         terminating = {p.metadata.name for p in pods if p.metadata.deletion_timestamp}
         gone = terminating | (self.expectations.deletes(key) - present)

@@ -23,7 +23,6 @@ from raftkube.masters.controllers.objects_util import (
     condition,
     controller_of,
     cpu_millis,
-    pod_is_active,
     pod_requests,
     quantity_units,
 )
@@ -151,31 +150,14 @@ def node_state(node: core_pb2.Node) -> NodeState:
 
 
 def build_node_states(nodes: Iterable[core_pb2.Node],
-                      bound: Iterable[tuple[pod_pb2.Pod, str]],
-                      needs_cache: dict[str, PodNeeds] | None = None) -> dict[str, NodeState]:
-    """Node states with the resources of `bound` (pod, node) pairs already taken.
-
-    `needs_cache` (pod uid -> PodNeeds) saves re-reading the requests of pods seen in an
-    earlier cycle (a bound pod's requests never change); entries of pods no longer bound
-    are dropped from it.
-    """
+                      placed: Iterable[tuple[str, PodNeeds]]) -> dict[str, NodeState]:
+    """Node states with the resources of the (node name, pod needs) already placed there
+    (bound pods, including ones still terminating, and pods assumed bound)."""
     states = {n.metadata.name: node_state(n) for n in nodes}
-    seen: set[str] = set()
-    for pod, node_name in bound:
+    for node_name, needs in placed:
         state = states.get(node_name)
-        if state is None or not pod_is_active(pod):
-            continue
-        uid = pod.metadata.uid
-        needs = needs_cache.get(uid) if needs_cache is not None else None
-        if needs is None:
-            needs = pod_needs(pod, {}, {})
-            if needs_cache is not None:
-                needs_cache[uid] = needs
-        seen.add(uid)
-        state.take(needs)
-    if needs_cache is not None:
-        for uid in [u for u in needs_cache if u not in seen]:
-            del needs_cache[uid]
+        if state is not None:
+            state.take(needs)
     return states
 
 
