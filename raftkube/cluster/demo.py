@@ -41,6 +41,8 @@ demo deployed in namespace "demo". Look at it with:
   raftkubectl get pods -n demo -o wide
   raftkubectl get deployments,statefulsets,services,ingresses -n demo
   raftkubectl describe deployment web -n demo
+  raftkubectl logs data-writer -n demo
+  raftkubectl exec kv-0 -n demo -- cat /data/history
   raftkubectl get nodes -o wide      (worker addresses)
   curl http://<worker address>:30080/ (the NodePort Service)
 """)
