@@ -16,7 +16,6 @@ cluster from the same state dir is still up.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import shutil
@@ -57,7 +56,7 @@ class LocalClusterConfig:
     state_dir: where credentials, configs, data, logs and state.json go (short path: each
       worker's Podman store lives below it and Podman needs short paths).
     prefix: name of the bridge and prefix of the namespaces (at most 8 characters).
-    pod_cidr: the cluster's pod range; worker K gets its K-th /24.
+    pod_cidr: the cluster's pod range (each worker gets a /24 of it from the masters).
     client_config: where the admin client config is written.
     timeout: seconds to wait for masters to serve and workers to be Ready.
     """
@@ -207,9 +206,8 @@ def _bring_up(config: LocalClusterConfig, state: LocalClusterState,
     admin = Client.from_config(init.layout.admin_config)
     try:
         _wait("a master to answer", lambda: _serving(admin), config.timeout, state)
-        pods = list(ipaddress.ip_network(config.pod_cidr).subnets(new_prefix=24))
-        for index, host in enumerate(state.hosts.hosts):
-            cfg = _write_worker(config, init.layout, host, str(pods[index + 1]), gateway)
+        for host in state.hosts.hosts:
+            cfg = _write_worker(config, init.layout, host)
             _spawn(state, host.name, "worker",
                    ["nsenter", f"--net=/run/netns/{host.netns}",
                     *_raftkube("worker", "--config", str(cfg))])
@@ -249,17 +247,16 @@ def _nodes_ready(client, names: list[str]) -> bool:
     return True
 
 
-def _write_worker(config: LocalClusterConfig, layout, host, pod_cidr: str,
-                  gateway: str) -> Path:
+def _write_worker(config: LocalClusterConfig, layout, host) -> Path:
+    """The worker's config; its pod subnet is allocated by the masters at registration."""
     root = config.state_dir / "hosts" / host.name
-    store = HostStoreConfig(host_dir=root / "podman", default_subnet=pod_cidr)
+    store = HostStoreConfig(host_dir=root / "podman")
     write_host_configs(store)
     build_busybox_image(PodmanCli(store))
     doc = {
         "nodeName": host.name,
         "clientConfig": str(layout.worker_config(host.name)),
         "nodeIP": host.address,
-        "podCIDR": pod_cidr,
         "dataDir": str(root / "agent"),
         "runtime": {"kind": "podman", "podmanSocket": str(store.socket_path),
                     "hostDir": str(store.host_dir)},

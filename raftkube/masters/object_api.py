@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 from raftkube import apierrors
 from raftkube.api.v1 import core_pb2, pod_pb2
 from raftkube.masters import object_lifecycle as lifecycle
+from raftkube.masters import pod_cidr_allocator as cidr_allocator
 from raftkube.masters import service_allocator as allocator
 from raftkube.masters.gatekeeper import Gatekeeper
 from raftkube.masters.object_store import ClaimTaken, ObjectEvent, ObjectStore
@@ -67,11 +68,14 @@ class ApiConfig:
     max_object_bytes: largest serialized object accepted (etcd's value limit is 1.5 MiB).
     bookmark_interval: seconds between BOOKMARK events on an idle watch that asked for them.
     allocator: Service clusterIP range and nodePort range.
+    pod_cidrs: the range Nodes' pod subnets are allocated from.
     """
 
     max_object_bytes: int = 1_500_000
     bookmark_interval: float = 5.0
     allocator: allocator.AllocatorConfig = field(default_factory=allocator.AllocatorConfig)
+    pod_cidrs: cidr_allocator.PodCidrConfig = field(
+        default_factory=cidr_allocator.PodCidrConfig)
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,8 @@ class ObjectApi:
                                        namespace=meta.namespace if info.namespaced else None)
         if info.kind == "Service":
             return self._create_service(new, dry_run)
+        if info.kind == "Node":
+            return self._create_node(new, dry_run)
         if dry_run:
             return new
         return self.objects.create(new)
@@ -223,11 +229,37 @@ class ObjectApi:
         raise apierrors.Conflict(f"Service {service.metadata.name!r}: could not allocate "  # type: ignore[attr-defined]
                                  "a clusterIP/nodePort after several attempts; retry")
 
+    def _create_node(self, node: Message, dry_run: bool) -> Message:
+        """Create a Node with its pod subnet claimed (given, or the lowest free one)."""
+        config = self._config.pod_cidrs
+        cidr_allocator.check_requested(node, config)  # type: ignore[arg-type]
+        for _ in range(8):
+            taken = cidr_allocator.taken_cidrs(
+                self.objects.claimed(cidr_allocator.CIDR_PREFIX))
+            requested = node.spec.pod_cidr  # type: ignore[attr-defined]
+            if requested and requested in taken:
+                raise apierrors.Invalid(
+                    f"Node {node.metadata.name!r} is invalid: spec.podCIDR: "  # type: ignore[attr-defined]
+                    f"{requested} is already allocated to another node",
+                    [FieldError("spec.podCIDR", f"{requested} is already allocated")])
+            assigned = cidr_allocator.assign(node, config, taken)  # type: ignore[arg-type]
+            if dry_run:
+                return assigned
+            try:
+                return self.objects.create_claiming(assigned,
+                                                    cidr_allocator.claim_keys(assigned))
+            except ClaimTaken:
+                continue
+        raise apierrors.Conflict(f"Node {node.metadata.name!r}: could not allocate a pod "  # type: ignore[attr-defined]
+                                 "subnet after several attempts; retry")
+
     @staticmethod
     def _release_keys(obj: Message) -> list[bytes]:
         """Claim keys freed when `obj` leaves the store."""
         if isinstance(obj, core_pb2.Service):
             return allocator.claim_keys(obj)
+        if isinstance(obj, core_pb2.Node):
+            return cidr_allocator.claim_keys(obj)
         return []
 
     def _prepare_name(self, obj: Message) -> Message:

@@ -275,3 +275,18 @@ def test_a_worker_joins_with_a_join_token(cluster: MasterCluster, tmp_path: Path
     with pytest.raises(apierrors.Forbidden, match="join token"):
         join(node_token, cluster.members[0].api_address, cluster.layout.ca_cert,
              "joined-3", tmp_path / "y")
+
+
+def test_nodes_get_distinct_pod_subnets_at_registration(cluster: MasterCluster) -> None:
+    def register(name: str, cidr: str = "") -> core_pb2.Node:
+        node = core_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = name
+        node.spec.pod_cidr = cidr
+        return create(cluster.resources(0), node)
+
+    a, b = register("cidr-a"), register("cidr-b")
+    assert a.spec.pod_cidr and b.spec.pod_cidr and a.spec.pod_cidr != b.spec.pod_cidr
+    with pytest.raises(apierrors.Invalid, match="already allocated"):
+        register("cidr-c", a.spec.pod_cidr)
+    call(cluster.resources(1).Delete, resources_pb2.DeleteRequest(kind="Node", name="cidr-a"))
+    assert register("cidr-c", a.spec.pod_cidr).spec.pod_cidr == a.spec.pod_cidr

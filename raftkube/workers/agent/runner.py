@@ -10,8 +10,11 @@ SIGTERM/SIGINT, then stop the agent only: pods keep running, and the next agent 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from raftkube import apierrors
+from raftkube.api.v1 import core_pb2
+from raftkube.client import Client
 from raftkube.logging_config import get_logger
 from raftkube.workers.agent.agent import Agent, AgentClients
 from raftkube.workers.agent.config import WorkerConfig
@@ -79,10 +82,39 @@ def start_network(config: WorkerConfig, clients: AgentClients, node_ip: str
     return NetworkSync(clients.api, network).start()
 
 
+def ensure_pod_cidr(config: WorkerConfig, client: Client) -> WorkerConfig:
+    """`config` with this node's pod subnet: the configured one, else the one the masters
+    allocated when the Node was registered (registering a bare Node first if needed)."""
+    if config.pod_cidr:
+        return config
+    try:
+        node = client.nodes.get(config.node_name)
+    except apierrors.NotFound:
+        bare = core_pb2.Node(api_version="v1", kind="Node")
+        bare.metadata.name = config.node_name
+        bare.metadata.labels["kubernetes.io/hostname"] = config.node_name
+        try:
+            node = client.create(bare)
+        except apierrors.AlreadyExists:
+            node = client.nodes.get(config.node_name)
+    if not node.spec.pod_cidr:
+        log.warning("no pod subnet allocated to this node (the cluster range is used up)",
+                    node=config.node_name)
+        return config
+    log.info("pod subnet allocated by the masters", node=config.node_name,
+             pod_cidr=node.spec.pod_cidr)
+    return replace(config, pod_cidr=node.spec.pod_cidr)
+
+
 def run_worker(config: WorkerConfig, stop: threading.Event) -> int:
     """Run until `stop` is set; 0 on a clean stop."""
-    built = build_runtime(config)
     clients = AgentClients.from_config(config)
+    try:
+        config = ensure_pod_cidr(config, clients.api)
+        built = build_runtime(config)
+    except BaseException:
+        clients.close()
+        raise
     agent = Agent(config, built.runtime, clients, runtime_version=built.version)
     network: NetworkSync | None = None
     try:
