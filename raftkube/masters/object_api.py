@@ -232,6 +232,9 @@ class ObjectApi:
     def _create_node(self, node: Message, dry_run: bool) -> Message:
         """Create a Node with its pod subnet claimed (given, or the lowest free one)."""
         config = self._config.pod_cidrs
+        name = node.metadata.name  # type: ignore[attr-defined]
+        if self.objects.get_many(registry.by_kind("Node"), "", name) is not None:
+            raise apierrors.AlreadyExists(f'nodes "{name}" already exists')
         cidr_allocator.check_requested(node, config)  # type: ignore[arg-type]
         for _ in range(8):
             taken = cidr_allocator.taken_cidrs(

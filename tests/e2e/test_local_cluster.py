@@ -18,7 +18,8 @@ from raftkube.client import Client
 from raftkube.cluster.demo import deploy_demo
 from raftkube.cluster.local_cluster import LocalClusterConfig, LocalClusterState, down, up
 
-pytestmark = [pytest.mark.slow, pytest.mark.podman, pytest.mark.netns]
+pytestmark = [pytest.mark.slow, pytest.mark.podman, pytest.mark.netns,
+              pytest.mark.timeout(1200)]
 
 
 def fetch(url: str, host: str | None = None, timeout: float = 3.0) -> str:

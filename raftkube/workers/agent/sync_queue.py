@@ -75,7 +75,8 @@ class SyncQueue:
             self._stopped = True
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout)
+            if thread.ident is not None:  # stop() before start() (a failed start) is fine
+                thread.join(timeout)
 
     def _timer_loop(self) -> None:
         with self._cond:
