@@ -99,6 +99,12 @@ def parse_master_config(doc: Any, source: str) -> MasterConfig:
     for attr in ("store", "controllers"):
         if attr in values and not isinstance(values[attr], dict):
             raise MasterConfigError(f"{source}: {attr}: expected a mapping")
+    if "controllers" in values:
+        from raftkube.masters.controllers.registry import check_options
+        try:
+            check_options(values["controllers"])
+        except ValueError as e:
+            raise MasterConfigError(f"{source}: {e}") from None
     if "join" in values and not isinstance(values["join"], bool):
         raise MasterConfigError(f"{source}: join: expected true or false")
     return MasterConfig(**values)

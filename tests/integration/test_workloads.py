@@ -192,3 +192,26 @@ def test_cordoned_nodes_are_named_in_the_failure_message(cluster, nodes) -> None
             node.spec.unschedulable = False
             update(stub, node)
         delete(stub, "Pod", "picky", grace=0)
+
+
+def test_stuck_rollout_reports_progress_deadline_exceeded(cluster, nodes) -> None:
+    stub = cluster.resources(1)
+    d = deployment("stuck", 2)
+    d.spec.template.spec.node_selector["disk"] = "nowhere"
+    d.spec.progress_deadline_seconds = 2
+    create(stub, d)
+
+    def exceeded():
+        x = get(stub, "Deployment", "stuck")
+        return [c for c in x.status.conditions if c.type == "Progressing"
+                and c.status == "False" and c.reason == "ProgressDeadlineExceeded"]
+
+    assert wait_for(exceeded, timeout=30), get(stub, "Deployment", "stuck").status
+    available = [c for c in get(stub, "Deployment", "stuck").status.conditions
+                 if c.type == "Available"]
+    assert available and available[0].status == "False"
+    pending = list_objects(stub, "Pod", label_selector="app=stuck")
+    assert len(pending) == 2 and not any(p.spec.node_name for p in pending)
+    message = wait_for(lambda: [e.message for e in events_for(stub, pending[0].metadata.name)
+                                if e.reason == "FailedScheduling"], timeout=20)
+    assert message and "didn't match Pod's node affinity/selector" in message[0]

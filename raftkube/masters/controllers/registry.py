@@ -37,6 +37,29 @@ def _section(context: ControllerContext, name: str) -> Mapping[str, Any]:
     return section
 
 
+OPTION_SECTIONS = {
+    "scheduler": SchedulerConfig.from_options,
+    "nodeLifecycle": NodeLifecycleConfig.from_options,
+    "volumes": VolumeConfig.from_options,
+}
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first bad field of MasterConfig.controllers (so a bad
+    config is refused at startup instead of failing every leadership term)."""
+    for name, section in options.items():
+        parse = OPTION_SECTIONS.get(name)
+        if parse is None:
+            raise ValueError(f"controllers.{name}: unknown section "
+                             f"(known: {', '.join(sorted(OPTION_SECTIONS))})")
+        if not isinstance(section, Mapping):
+            raise ValueError(f"controllers.{name}: expected a mapping")
+        try:
+            parse(section)
+        except TypeError as e:
+            raise ValueError(f"controllers.{name}: {e}") from None
+
+
 def controller_factories() -> list[ControllerFactory]:
     """Factories of the controllers run by the controller manager."""
     return [
