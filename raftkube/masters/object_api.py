@@ -53,6 +53,7 @@ ORPHAN_FINALIZER = "orphan"
 NAMESPACE_FINALIZER = "kubernetes"
 PROTECTED_NAMESPACES = ("default", "kube-system", "raftkube-node-lease")
 PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
+SERVER_SIDE_RETRIES = 5  # re-reads for patch/apply when a concurrent write wins
 NAMESPACES_ALWAYS_PRESENT = ("default",)
 
 
@@ -236,7 +237,7 @@ class ObjectApi:
         if self.objects.get_many(registry.by_kind("Node"), "", name) is not None:
             raise apierrors.AlreadyExists(f'nodes "{name}" already exists')
         cidr_allocator.check_requested(node, config)  # type: ignore[arg-type]
-        for _ in range(8):
+        for attempt in range(16):
             taken = cidr_allocator.taken_cidrs(
                 self.objects.claimed(cidr_allocator.CIDR_PREFIX))
             requested = node.spec.pod_cidr  # type: ignore[attr-defined]
@@ -245,7 +246,8 @@ class ObjectApi:
                     f"Node {node.metadata.name!r} is invalid: spec.podCIDR: "  # type: ignore[attr-defined]
                     f"{requested} is already allocated to another node",
                     [FieldError("spec.podCIDR", f"{requested} is already allocated")])
-            assigned = cidr_allocator.assign(node, config, taken)  # type: ignore[arg-type]
+            assigned = cidr_allocator.assign(  # type: ignore[arg-type]
+                node, config, taken, self._random if attempt else None)
             if dry_run:
                 return assigned
             try:
@@ -416,28 +418,52 @@ class ObjectApi:
     # -- patch and apply -----------------------------------------------------------------
     def patch(self, kind: str, namespace: str, name: str, merge_patch_json: str,
               status: bool = False, dry_run: bool = False) -> Message:
-        """Apply a JSON merge patch (RFC 7386) to the current object, then update it."""
+        """Apply a JSON merge patch (RFC 7386) to the current object, then update it.
+
+        The patch is applied to the object as stored at the moment of the write: when a
+        concurrent writer (a controller updating status) wins the race, the patch is
+        applied again to the newer object (a bounded number of times), as Kubernetes does.
+        """
         info = self.kind(kind)
-        current = self._current(info, namespace or "default", name)
         try:
             patch = json.loads(merge_patch_json)
         except ValueError as e:
             raise apierrors.Invalid(f"patch is not valid JSON: {e}") from None
         if not isinstance(patch, dict):
             raise apierrors.Invalid("patch must be a JSON object")
-        merged = merge_patch(codec.encode(current), patch)
-        try:
-            new = codec.decode(info.message_class, merged)
-        except ObjectInvalid as e:
-            raise apierrors.Invalid(f"patched {info.kind} {name!r} is invalid: {e}",
-                                    e.errors) from None
-        new.metadata.resource_version = current.metadata.resource_version  # type: ignore[attr-defined]
-        return self.update_status(new, dry_run) if status else self.update(new, dry_run)
+        for attempt in range(SERVER_SIDE_RETRIES):
+            current = self._current(info, namespace or "default", name)
+            merged = merge_patch(codec.encode(current), patch)
+            try:
+                new = codec.decode(info.message_class, merged)
+            except ObjectInvalid as e:
+                raise apierrors.Invalid(f"patched {info.kind} {name!r} is invalid: {e}",
+                                        e.errors) from None
+            new.metadata.resource_version = current.metadata.resource_version  # type: ignore[attr-defined]
+            try:
+                return (self.update_status(new, dry_run) if status
+                        else self.update(new, dry_run))
+            except apierrors.Conflict:
+                if attempt == SERVER_SIDE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def apply(self, obj: Message, dry_run: bool = False) -> tuple[Message, str]:
         """Create the object, or update it to this manifest: ("created" | "configured" |
         "unchanged"). Re-applying the same manifest is a no-op. Server-assigned spec fields
-        the manifest leaves out (a Service's clusterIP, nodePorts) are kept."""
+        the manifest leaves out (a Service's clusterIP, nodePorts) are kept, and so are
+        labels and annotations it does not name (removing one needs edit/patch). A manifest
+        carries no resourceVersion, so a concurrent write (a controller's status update)
+        makes the apply run again against the newer object rather than fail."""
+        for attempt in range(SERVER_SIDE_RETRIES):
+            try:
+                return self._apply_once(obj, dry_run)
+            except apierrors.Conflict:
+                if attempt == SERVER_SIDE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _apply_once(self, obj: Message, dry_run: bool) -> tuple[Message, str]:
         checked = self._checked(self._prepare_name(obj), "apply")
         info = registry.for_message(checked)
         meta = checked.metadata  # type: ignore[attr-defined]
@@ -448,9 +474,16 @@ class ObjectApi:
         desired.CopyFrom(checked)
         keep_server_assigned(current, desired)
         desired.metadata.resource_version = current.metadata.resource_version  # type: ignore[attr-defined]
+        # Labels and annotations the manifest does not name are kept (controllers add
+        # some, e.g. deployment.kubernetes.io/revision); the manifest's own ones win.
+        old_meta = current.metadata  # type: ignore[attr-defined]
+        labels = {**dict(old_meta.labels), **dict(meta.labels)}
+        annotations = {**dict(old_meta.annotations), **dict(meta.annotations)}
+        desired.metadata.labels.update(labels)  # type: ignore[attr-defined]
+        desired.metadata.annotations.update(annotations)  # type: ignore[attr-defined]
         unchanged = (lifecycle.spec_bytes(current) == lifecycle.spec_bytes(desired)
-                     and dict(current.metadata.labels) == dict(meta.labels)  # type: ignore[attr-defined]
-                     and dict(current.metadata.annotations) == dict(meta.annotations))  # type: ignore[attr-defined]
+                     and dict(old_meta.labels) == labels
+                     and dict(old_meta.annotations) == annotations)
         if unchanged:
             self._gate.check("get", info, meta.namespace, meta.name,
                              object_node=self._object_node(current))
@@ -463,6 +496,33 @@ class ObjectApi:
 
     # -- delete -----------------------------------------------------------------------
     def delete(self, kind: str, namespace: str, name: str, *,
+               grace_period_seconds: int | None = None, propagation_policy: str = "",
+               precondition_resource_version: str = "", precondition_uid: str = "",
+               dry_run: bool = False) -> tuple[Message, bool]:
+        """Delete an object: (object as last stored, gone now?).
+
+        Pods bound to a node are deleted gracefully (deletionTimestamp set; the node's agent
+        stops the containers and finishes the delete); objects with finalizers are marked
+        and removed when the last finalizer goes; Foreground adds the foregroundDeletion
+        finalizer (dependents go first), Orphan the orphan finalizer (dependents are kept
+        and released), Background (default) removes the object now and leaves dependents
+        to the garbage collector.
+        """
+        for attempt in range(SERVER_SIDE_RETRIES):
+            try:
+                return self._delete_once(
+                    kind, namespace, name, grace_period_seconds=grace_period_seconds,
+                    propagation_policy=propagation_policy,
+                    precondition_resource_version=precondition_resource_version,
+                    precondition_uid=precondition_uid, dry_run=dry_run)
+            except apierrors.Conflict:
+                # Without a resourceVersion precondition the caller did not ask for a
+                # particular version: a concurrent write (status) only means read again.
+                if precondition_resource_version or attempt == SERVER_SIDE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _delete_once(self, kind: str, namespace: str, name: str, *,
                grace_period_seconds: int | None = None, propagation_policy: str = "",
                precondition_resource_version: str = "", precondition_uid: str = "",
                dry_run: bool = False) -> tuple[Message, bool]:

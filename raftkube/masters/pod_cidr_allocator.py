@@ -10,6 +10,8 @@ frees it.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -54,8 +56,10 @@ def check_requested(node: core_pb2.Node, config: PodCidrConfig) -> None:
             [FieldError("spec.podCIDR", f"not inside {config.cluster_cidr}")])
 
 
-def assign(node: core_pb2.Node, config: PodCidrConfig, taken: set[str]) -> core_pb2.Node:
-    """A copy of `node` with the lowest free pod subnet (unless it names one). When the
+def assign(node: core_pb2.Node, config: PodCidrConfig, taken: set[str],
+           rng: random.Random | None = None) -> core_pb2.Node:
+    """A copy of `node` with the lowest free pod subnet (with `rng`: a random one of the
+    first free ones), unless it names one. When the
     range is used up the Node registers without one, as Kubernetes' node IPAM does
     (CIDRNotAvailable): it can run pods only on the host network until a subnet frees."""
     out = core_pb2.Node()
@@ -64,8 +68,10 @@ def assign(node: core_pb2.Node, config: PodCidrConfig, taken: set[str]) -> core_
         return out
     subnets = ipaddress.ip_network(config.cluster_cidr).subnets(new_prefix=config.node_prefix)
     next(subnets)  # the range's first subnet is not used
-    for subnet in subnets:
-        if str(subnet) not in taken:
-            out.spec.pod_cidr = str(subnet)
-            return out
+    free = (str(s) for s in subnets if str(s) not in taken)
+    if rng is None:  # the lowest free one
+        out.spec.pod_cidr = next(free, "")
+    else:  # any free one (after a lost race: concurrent registrations spread out)
+        candidates = list(itertools.islice(free, 64))
+        out.spec.pod_cidr = rng.choice(candidates) if candidates else ""
     return out

@@ -105,7 +105,8 @@ def test_apply_create_get(kubectl, tmp_path, client) -> None:
     code, out, _ = kubectl("get", "deploy", "web")
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
-    assert lines[1].split()[:4] == ["web", "0/2", "0", "0"]
+    row = lines[1].split()
+    assert row[:2] == ["web", "0/2"] and row[3] == "0"  # no node: nothing is ready
     code, out, _ = kubectl("get", "deployments", "-o", "wide")
     assert "localhost/busybox:2" in out and "app=web" in out
     code, out, _ = kubectl("get", "deploy/web", "cm/web-settings", "-o", "name")
@@ -267,6 +268,15 @@ def test_edit_updates_and_detects_conflicts(kubectl, client, cluster, tmp_path,
     assert client.configmaps.get("editme").data["color"] == "red"
 
 
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
 def make_deployment(client: Client, name: str) -> apps_pb2.Deployment:
     d = apps_pb2.Deployment(api_version="apps/v1", kind="Deployment")
     d.metadata.name = name
@@ -288,34 +298,18 @@ def test_scale(kubectl, client) -> None:
     assert code == 1 and "cannot be scaled" in err
 
 
-def set_rollout_status(client: Client, name: str, updated: int, available: int,
-                       total: int) -> None:
-    d = client.deployments.get(name)
-    d.status.observed_generation = d.metadata.generation
-    d.status.replicas = total
-    d.status.updated_replicas = updated
-    d.status.available_replicas = available
-    d.status.ready_replicas = available
-    client.update_status(d)
+def test_rollout_status_waits_for_the_rollout(kubectl, client, cluster) -> None:
+    """Against the real controllers: with no node nothing becomes available (timeout);
+    once hollow nodes run the pods, the rollout completes and the command says so."""
+    from raftkube.testing.hollow_nodes import HollowNodeConfig, HollowNodes
 
-
-def test_rollout_status_waits_for_status_fields(kubectl, client) -> None:
     make_deployment(client, "rolling")
-    set_rollout_status(client, "rolling", updated=1, available=1, total=2)
     code, out, err = kubectl("rollout", "status", "deployment/rolling", "--timeout", "2s")
     assert code == 1
-    assert "1 out of 2 new replicas have been updated" in out and "timed out" in err
-
-    def finish() -> None:
-        time.sleep(1.0)
-        set_rollout_status(client, "rolling", updated=2, available=1, total=3)
-        time.sleep(0.5)
-        set_rollout_status(client, "rolling", updated=2, available=2, total=2)
-
-    worker = threading.Thread(target=finish)
-    worker.start()
-    code, out, _ = kubectl("rollout", "status", "deploy/rolling", "--timeout", "60s")
-    worker.join()
+    assert "Waiting for deployment \"rolling\" rollout to finish" in out and "timed out" in err
+    config = HollowNodeConfig(count=2, prefix="roll", images=("localhost/busybox:2",))
+    with HollowNodes(lambda: cluster.resources(0), config):
+        code, out, _ = kubectl("rollout", "status", "deploy/rolling", "--timeout", "120s")
     assert code == 0
     assert out.splitlines()[-1] == 'deployment "rolling" successfully rolled out'
 
@@ -336,18 +330,28 @@ def replica_set_for(d: apps_pb2.Deployment, revision: int, image: str) -> apps_p
 
 
 def test_rollout_history_and_undo(kubectl, client) -> None:
-    d = make_deployment(client, "history")
-    client.create(replica_set_for(d, 1, "localhost/busybox:1"))
-    client.create(replica_set_for(d, 2, "localhost/busybox:2"))
+    """Against the real deployment controller: two templates make two revisions; undo goes
+    back to the first template (whose ReplicaSet becomes the newest revision)."""
+    make_deployment(client, "history")
+
+    def revisions() -> list[str]:
+        sets = client.replicasets.list(label_selector="app=history")
+        return sorted(r.metadata.annotations.get("deployment.kubernetes.io/revision", "")
+                      for r in sets)
+
+    assert wait_for(lambda: revisions() == ["1"])
+    client.deployments.patch("history", {"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "image": "localhost/busybox:3"}]}}}})
+    assert wait_for(lambda: revisions() == ["1", "2"])
     code, out, _ = kubectl("rollout", "history", "deployment/history")
     assert code == 0
     assert [line.split()[:1] for line in out.splitlines()[2:]] == [["1"], ["2"]]
-    assert "image localhost/busybox:1" in out
     code, out, _ = kubectl("rollout", "undo", "deployment/history")
     assert code == 0 and "rolled back (to revision 1)" in out
     restored = client.deployments.get("history").spec.template
-    assert restored.spec.containers[0].image == "localhost/busybox:1"
+    assert restored.spec.containers[0].image == "localhost/busybox:2"
     assert "pod-template-hash" not in restored.metadata.labels
+    assert wait_for(lambda: revisions() == ["2", "3"])
     code, _, err = kubectl("rollout", "undo", "deployment/history", "--to-revision=9")
     assert code == 1 and "revision 9" in err
 
