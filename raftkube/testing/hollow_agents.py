@@ -8,8 +8,9 @@ the real pod workers, decisions, status reports and events; only the containers 
       shared: SyncQueue (pod syncs), event pool, heartbeat pool
       loops: heartbeats every lease interval, relist every relist interval, fencing checks
 
-    python -m raftkube.testing.hollow_nodes ... is the controllers' stand-in; this module is
-    the real agent:  python -m raftkube.testing.hollow_agents --count 1000 --config ADMIN.yaml
+    python -m raftkube.testing.hollow_agents --count 1000 --config ADMIN.yaml
+    (1,000 nodes registered in ~10 s here, ~40 threads; it can replace the controllers'
+    stand-in raftkube.testing.hollow_nodes, which only imitates an agent's API calls)
 
 The one shortcut against a real node: one Watch over all pods (admin credentials) instead of
 one field-selected Watch per node, so 1,000 nodes do not hold 1,000 streams on 2 cores.
