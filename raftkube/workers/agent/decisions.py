@@ -44,6 +44,8 @@ class PodFacts:
     restart_policy: the pod's restartPolicy.
     terminating: deletionTimestamp is set, or the agent fences the pod: stop everything.
     grace_seconds: how long containers get between the stop signal and SIGKILL.
+    deadline_exceeded: activeDeadlineSeconds has passed since the pod started: its
+        containers are stopped and it fails (DeadlineExceeded); nothing is restarted.
     """
 
     uid: str
@@ -52,6 +54,7 @@ class PodFacts:
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     terminating: bool = False
     grace_seconds: float = 30.0
+    deadline_exceeded: bool = False
 
 
 @dataclass
@@ -213,6 +216,10 @@ def plan_pod(facts: PodFacts, observed: Observed, now: float) -> Plan:
         if running:
             return Plan((Action(ActionKind.STOP_POD, grace_seconds=facts.grace_seconds),))
         return Plan((Action(ActionKind.FINISH_DELETION),))
+    if facts.deadline_exceeded:
+        if any(c.state is ContainerState.RUNNING for c in observed.instances):
+            return Plan((Action(ActionKind.STOP_POD, grace_seconds=facts.grace_seconds),))
+        return Plan()
     if not observed.sandbox_ready:
         if _pod_finished(facts, observed):
             return Plan()

@@ -38,6 +38,7 @@ from raftkube.workers.agent.decisions import (
 from raftkube.workers.agent.pod_spec import (
     ConfigError,
     ObjectSource,
+    active_deadline,
     container_env,
     container_spec,
     pod_facts,
@@ -173,9 +174,9 @@ class PodWorker:
         assert pod is not None
         fenced = self.deps.fenced() and (is_statefulset_pod(pod)
                                          or bool(pod.metadata.deletion_timestamp))
-        facts = pod_facts(pod, fenced=fenced)
         if not self._start_time:
             self._start_time = now_rfc3339()
+        facts = pod_facts(pod, fenced=fenced, start_time=self._start_time)
         plan = Plan()
         observed = self._observe()
         for _ in range(MAX_ROUNDS):
@@ -203,6 +204,10 @@ class PodWorker:
             wake = refresh if wake is None else min(wake, refresh)
         retry = min((m.next_try for m in self.memory.values()
                      if m.error_reason and m.next_try > self.deps.clock()), default=None)
+        deadline = active_deadline(pod, pod.status.start_time or self._start_time)
+        if deadline is not None and not facts.deadline_exceeded:
+            retry_at = self.deps.clock() + max(0.0, deadline - time.time())
+            retry = retry_at if retry is None else min(retry, retry_at)
         candidates = [t for t in (wake, retry) if t is not None]
         return min(candidates) if candidates else None
 
