@@ -488,3 +488,20 @@ def test_persistent_volume_survives_the_pod_and_host_path_checks(harness: AgentH
     waiting = harness.get_pod(created)
     assert waiting.status.phase == "Pending"
     assert "not a directory" in container_state(waiting, "c").state.waiting.message
+
+
+def test_agent_carries_on_when_the_leader_master_dies(harness: AgentHarness, agent) -> None:
+    ns = harness.namespace()
+    leader = harness.cluster.leader_index()
+    harness.cluster.kill(leader)
+    try:
+        harness.cluster.leader_index(timeout=60)
+        pod = harness.create(harness.pod("after-failover", ns))
+        running = harness.wait_pod(pod, ready, what="Ready after a leader change", timeout=90)
+        assert running.status.phase == "Running"
+        lease = harness.admin.resource("Lease").get("w1", "raftkube-node-lease").spec.renew_time
+        time.sleep(2)
+        assert harness.admin.resource("Lease").get("w1", "raftkube-node-lease").spec.renew_time \
+            > lease, "the Lease is renewed through the surviving masters"
+    finally:
+        harness.cluster.restart(leader)
