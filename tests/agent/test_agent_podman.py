@@ -505,3 +505,29 @@ def test_agent_carries_on_when_the_leader_master_dies(harness: AgentHarness, age
             > lease, "the Lease is renewed through the surviving masters"
     finally:
         harness.cluster.restart(leader)
+
+
+def test_dead_sandbox_is_restarted_with_its_containers(harness: AgentHarness, agent) -> None:
+    ns = harness.namespace()
+    pod = harness.pod("netless", ns)
+    pod.spec.termination_grace_period_seconds = 1
+    created = harness.create(pod)
+    running = harness.wait_pod(created, ready, what="Ready")
+    rt = harness.podman.runtime  # type: ignore[union-attr]
+    sandbox = rt.pod_sandbox_status(running.metadata.uid)
+    assert sandbox is not None
+    infra = harness.podman.podman("pod", "inspect", "-f", "{{.InfraContainerID}}",  # type: ignore[union-attr]
+                                  sandbox.sandbox_id).stdout.decode().strip()
+    os.kill(host_pid(harness, infra), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        current = rt.pod_sandbox_status(running.metadata.uid)
+        if current is not None and current.ready and any(
+                c.state.value == "running" for c in rt.list_containers(running.metadata.uid)):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the sandbox was not brought back with a running container")
+    again = harness.wait_pod(created, lambda p: ready(p) and p.status.pod_ip == current.ip,
+                             what="Ready with the new sandbox's IP")
+    assert "Killing" in {e.reason for e in harness.events(again)}

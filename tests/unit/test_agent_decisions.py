@@ -240,3 +240,10 @@ def test_active_deadline_stops_the_pod_and_fails_it() -> None:
     assert kinds(plan_pod(f, stopped, 0)) == [], "nothing restarts after the deadline"
     status = pod_status(StatusInputs(pod=pod, facts=f, observed=stopped, waiting=()))
     assert (status.phase, status.reason) == ("Failed", "DeadlineExceeded")
+
+
+def test_dead_sandbox_under_running_containers_stops_them_first() -> None:
+    running = Observed(False, (inst("a", 0, ContainerState.RUNNING),))
+    assert kinds(plan_pod(facts(), running, 0)) == [(ActionKind.STOP_POD, "", 0)]
+    stopped = Observed(False, (inst("a", 0, ContainerState.EXITED, 137),))
+    assert kinds(plan_pod(facts(), stopped, 0)) == [(ActionKind.ENSURE_SANDBOX, "", 0)]

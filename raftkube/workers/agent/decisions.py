@@ -14,7 +14,8 @@ empty. Kubernetes semantics kept here:
   non-zero exit; Never: never), the first restart at once, then after a back-off that
   starts at `initial` seconds and doubles up to `maximum` (CrashLoopBackOff meanwhile);
 - a container whose liveness probe failed is killed and then restarted the same way;
-- a pod being deleted (or fenced) has all its containers stopped with its grace period.
+- a pod being deleted (or fenced) has all its containers stopped with its grace period;
+- a sandbox that died under running containers: they are stopped, a new sandbox made.
 """
 
 from __future__ import annotations
@@ -223,6 +224,10 @@ def plan_pod(facts: PodFacts, observed: Observed, now: float) -> Plan:
     if not observed.sandbox_ready:
         if _pod_finished(facts, observed):
             return Plan()
+        if any(c.state is ContainerState.RUNNING for c in observed.instances):
+            # the sandbox died under running containers (their network is gone): stop
+            # them, then a new sandbox; they restart per restartPolicy
+            return Plan((Action(ActionKind.STOP_POD, grace_seconds=facts.grace_seconds),))
         return Plan((Action(ActionKind.ENSURE_SANDBOX),))
     actions: list[Action] = []
     waiting: list[Waiting] = []

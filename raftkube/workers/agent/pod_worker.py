@@ -110,6 +110,7 @@ class PodWorker:
         self.memory: dict[str, ContainerMemory] = {}
         self.sandbox: PodSandboxStatus | None = None
         self._sandbox_checked = False
+        self._sandbox_checked_at = 0.0
         self._volumes: PreparedVolumes | None = None
         self._volumes_at = 0.0
         self._reported: pod_pb2.PodStatus | None = pod.status if pod is not None else None
@@ -214,9 +215,12 @@ class PodWorker:
     # -- observe ---------------------------------------------------------------------------
     def _observe(self) -> Observed:
         runtime = self.deps.runtime
-        if not self._sandbox_checked or self.sandbox is None:
+        stale = self.deps.clock() - self._sandbox_checked_at > RESYNC_SECONDS
+        if not self._sandbox_checked or self.sandbox is None or stale:
+            # re-read now and then: a sandbox whose infra died must be noticed
             self.sandbox = runtime.pod_sandbox_status(self.uid)
             self._sandbox_checked = True
+            self._sandbox_checked_at = self.deps.clock()
         instances = tuple(runtime.list_containers(self.uid))
         ready = self.sandbox is not None and self.sandbox.ready
         return Observed(sandbox_ready=ready, instances=instances, memory=self.memory)
