@@ -55,6 +55,14 @@ def test_hollow_fleet_registers_renews_and_runs_pods() -> None:
         harness.wait_gone(pods[0], timeout=30)
         time.sleep(1.5)
         assert leases.get("hollow-7", "raftkube-node-lease").spec.renew_time > first
+        fleet.kill("hollow-7")
+        time.sleep(1.5)
+        silent = leases.get("hollow-7", "raftkube-node-lease").spec.renew_time
+        time.sleep(2.0)
+        assert leases.get("hollow-7", "raftkube-node-lease").spec.renew_time == silent
+        fleet.revive("hollow-7")
+        time.sleep(1.5)
+        assert leases.get("hollow-7", "raftkube-node-lease").spec.renew_time > silent
     finally:
         fleet.stop()
         harness.close()
