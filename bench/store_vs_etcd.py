@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from raftkube.api.v1 import kv_pb2
+from raftkube.api.v1 import kv_pb2, kv_pb2_grpc
 from raftkube.testing.store_cluster import StoreCluster, free_port
 
 VALUE = b"v" * 256
@@ -151,6 +152,36 @@ class RaftkubeTarget:
         self.c.restart(index)
 
 
+class _NoopKV(kv_pb2_grpc.KVServicer):
+    """Answers Put without doing anything: the floor of a Python gRPC server here."""
+
+    def Put(self, request: Any, context: Any) -> Any:
+        return kv_pb2.StorePutResponse()
+
+
+def grpc_floor(n: int, inflight: int) -> dict[str, float]:
+    """Same client load against a no-op Python gRPC server (same server settings)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=256),
+                         options=[("grpc.so_reuseport", 0)])
+    kv_pb2_grpc.add_KVServicer_to_server(_NoopKV(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = kv_pb2_grpc.KVStub(channel)
+
+        def put(key: bytes, timeout: float = 5.0) -> Any:
+            return stub.Put.future(kv_pb2.StorePutRequest(key=key, value=VALUE), timeout=timeout)
+
+        put(b"warm").result()
+        result = {"seq": sequential(put, n // 4, "noop"),
+                  "pipe": pipelined(put, n, inflight, "noop")}
+        channel.close()
+        return result
+    finally:
+        server.stop(0)
+
+
 def sequential(put: Callable[..., Any], n: int, tag: str) -> dict[str, float]:
     lat = []
     start = time.perf_counter()
@@ -260,6 +291,7 @@ def main() -> int:
         etcd.close()
         shutil.rmtree(base, ignore_errors=True)
 
+    floor = grpc_floor(args.pipelined, args.inflight)
     rk, et = results["raftkube"], results["etcd"]
     rows = [
         ("writes/s, 1 in flight (leader)", rk["seq"]["rate"], et["seq"]["rate"], "{:.0f}"),
@@ -279,7 +311,10 @@ def main() -> int:
     print(f"\n{'metric':<36}{'raftkube':>12}{'etcd 3.4':>12}")
     for name, a, b, fmt in rows:
         print(f"{name:<36}{fmt.format(a):>12}{fmt.format(b):>12}")
-    print(f"\nfailover samples raftkube: {[round(x, 2) for x in rk['failover']]}")
+    print(f"\nno-op Python gRPC server, same client: {floor['seq']['rate']:.0f} writes/s "
+          f"1 in flight (p50 {floor['seq']['p50']:.2f} ms), {floor['pipe']['rate']:.0f} "
+          f"writes/s {args.inflight} in flight")
+    print(f"failover samples raftkube: {[round(x, 2) for x in rk['failover']]}")
     print(f"failover samples etcd:     {[round(x, 2) for x in et['failover']]}")
     print(f"100-in-flight ratio raftkube/etcd: {rk['pipe']['rate'] / et['pipe']['rate']:.2f}x")
     return 0

@@ -42,6 +42,13 @@ def remove_master_op(name: str) -> Operation:
                           f"remove master {name}"), lambda r: list(r.members), settle)
 
 
+def rotate_secrets_op() -> Operation:
+    """Idempotent: re-encrypting under the primary key twice rewrites nothing the second
+    time. Returns (rewritten count, key name)."""
+    return Operation(Call("Admin", "RotateSecrets", admin_pb2.RotateSecretsRequest(),
+                          Safety.IDEMPOTENT, "rotate secrets"), lambda r: (r.rewritten, r.key))
+
+
 @dataclass(frozen=True)
 class JoinToken:
     token: str

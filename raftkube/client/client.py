@@ -14,10 +14,11 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,7 +28,7 @@ from google.protobuf.message import Message
 
 from raftkube import apierrors
 from raftkube.api.v1 import admin_pb2
-from raftkube.client import admin_ops, core
+from raftkube.client import admin_ops, core, pod_streams
 from raftkube.client.config import ClientOptions
 from raftkube.client.endpoints import Endpoints
 from raftkube.client.informer import Informer
@@ -220,6 +221,11 @@ class AdminClient:
     def remove_master(self, name: str) -> list[str]:
         """Remove a master from the membership; the Raft members after the change."""
         return self._client._run(admin_ops.remove_master_op(name))
+
+    def rotate_secrets(self) -> tuple[int, str]:
+        """Re-encrypt every stored Secret under the primary key of the masters' key file:
+        (how many were rewritten, the key name)."""
+        return self._client._run(admin_ops.rotate_secrets_op())
 
     def create_join_token(self, ttl_seconds: int = 24 * 3600,
                           description: str = "") -> admin_ops.JoinToken:
@@ -429,6 +435,50 @@ class Client:
         return Watch(self._transport, spec, self.options.list_page_size,
                      self.options.watch_idle_timeout, self.options.watch_give_up,
                      on_synced, tracker)
+
+    # -- container streams (proxied by the masters) ---------------------------------------
+    def _stream_stub(self) -> Any:
+        """A NodeAgent stub on a master that answers (tries each master once)."""
+        last: Exception | None = None
+        for _ in range(len(self.masters)):
+            address = self._transport.endpoints.current()
+            try:
+                self.admin.local_status(address)
+                return self._transport.stub(address, "NodeAgent")
+            except apierrors.ApiError as e:
+                last = e
+                self._transport.endpoints.failed(address)
+        raise apierrors.Unavailable(f"no master answers: {last}")
+
+    def pod_logs(self, name: str, namespace: str | None = None, *, container: str = "",
+                 follow: bool = False, tail_lines: int = 0, previous: bool = False,
+                 timestamps: bool = False) -> Iterator[bytes]:
+        """A container's output, chunk by chunk (with `follow`: until it exits or the
+        caller stops iterating)."""
+        request = pod_streams.logs_request(namespace or self.options.namespace, name,
+                                           container=container, follow=follow,
+                                           tail_lines=tail_lines, previous=previous,
+                                           timestamps=timestamps)
+        call = self._stream_stub().Logs(request)
+        try:
+            for chunk in call:
+                yield chunk.data
+        except grpc.RpcError as e:
+            raise apierrors.from_rpc_error(e) from None
+        finally:
+            call.cancel()
+
+    def pod_exec(self, name: str, command: Sequence[str], namespace: str | None = None, *,
+                 container: str = "", tty: bool = False,
+                 stdin: bool = False) -> pod_streams.ExecSession:
+        """Start `command` in a container; read `output()`, then `exit_code`."""
+        start = pod_streams.exec_start(namespace or self.options.namespace, name, command,
+                                       container=container, tty=tty, stdin=stdin)
+        inputs: queue.Queue = queue.Queue()
+        if not stdin:
+            inputs.put(None)
+        calls = self._stream_stub().Exec(pod_streams.exec_inputs(start, inputs))
+        return pod_streams.ExecSession(calls, inputs)
 
     def close(self) -> None:
         self._transport.close()

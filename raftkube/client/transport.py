@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from raftkube.api.v1 import admin_pb2_grpc, kv_pb2_grpc, resources_pb2_grpc
+from raftkube.api.v1 import admin_pb2_grpc, kv_pb2_grpc, node_agent_pb2_grpc, resources_pb2_grpc
 from raftkube.client.config import CHANNEL_OPTIONS
 from raftkube.client.core import Invoke, Operation, Sleep, drive
 from raftkube.client.endpoints import Endpoints
@@ -24,6 +24,7 @@ STUBS: dict[str, Any] = {
     "Resources": resources_pb2_grpc.ResourcesStub,
     "Admin": admin_pb2_grpc.AdminStub,
     "KV": kv_pb2_grpc.KVStub,
+    "NodeAgent": node_agent_pb2_grpc.NodeAgentStub,
 }
 
 

@@ -62,9 +62,9 @@ class StoreConfig:
     node_id: str = ""
     cluster_name: str = "raftkube"
     heartbeat_interval: float = 0.05
-    election_timeout_min: float = 0.4
-    election_timeout_max: float = 0.8
-    leader_lease_timeout: float = 0.25
+    election_timeout_min: float = 0.6
+    election_timeout_max: float = 1.2
+    leader_lease_timeout: float = 0.4
     connection_timeout: float = 2.0
     connection_retry_interval: float = 0.25
     history_max_revisions: int = 10000

@@ -47,7 +47,8 @@ from raftkube.consensus.snapshot_file import (
     read_snapshot,
     write_snapshot_in_place,
 )
-from raftkube.consensus.state import KVState
+from raftkube.consensus.snapshotter import BackgroundSnapshotter
+from raftkube.consensus.state import KVState, encode_capture
 from raftkube.consensus.transport import OutboxTransport, is_plain_ack
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,9 @@ class RaftNode(SyncObj):
         others = [m for m in members if m != config.raft_address]
         super().__init__(config.raft_address, others, conf, transportClass=OutboxTransport)
         self._rk_install_journal(journal)
+        self._SyncObj__serializer = BackgroundSnapshotter(
+            self._rk_snapshot_path, conf.logCompactionBatchSize,
+            self._rk_prepare_snapshot, self._rk_read_snapshot)
         self._rk_transport: OutboxTransport = self._SyncObj__transport  # type: ignore[attr-defined]
         self._rk_transport.inbound_hook = self._rk_inbound
         self._rk_transport.disconnect_hook = self._rk_peer_disconnected
@@ -222,12 +226,25 @@ class RaftNode(SyncObj):
             self._rk_on_state_changed(new == _LEADER, self.raftCurrentTerm)
 
     def _rk_write_snapshot(self, filename: str, data: Any) -> None:
+        """Synchronous serializer hook required by SyncObjConf; unused because the
+        BackgroundSnapshotter replaces pysyncobj's Serializer."""
+        self._rk_prepare_snapshot(data)(filename)
+
+    def _rk_prepare_snapshot(self, data: Any) -> Callable[[str], None]:
+        """In the Raft thread: capture state and raft metadata (cheap); returns the
+        function that encodes and writes the snapshot file (run in the background)."""
         last, prev, cluster = data
-        snap = Snapshot(last=tuple(last), prev=tuple(prev),  # type: ignore[arg-type]
-                        members=sorted(n.address for n in cluster),
-                        state=self._rk_state.to_snapshot(),
-                        cluster_name=self._rk_config.cluster_name)
-        write_snapshot_in_place(filename, snap)
+        capture = self._rk_state.capture()
+        members = sorted(n.address for n in cluster)
+        cluster_name = self._rk_config.cluster_name
+
+        def write(path: str) -> None:
+            snap = Snapshot(last=tuple(last), prev=tuple(prev),  # type: ignore[arg-type]
+                            members=members, state=encode_capture(capture),
+                            cluster_name=cluster_name)
+            write_snapshot_in_place(path, snap)
+
+        return write
 
     def _rk_read_snapshot(self, filename: str) -> tuple[Any, Any, list[TCPNode]]:
         fd = os.open(filename, os.O_RDONLY)  # a snapshot received from the leader: make it durable
@@ -331,10 +348,14 @@ class RaftNode(SyncObj):
     def _rk_loop(self) -> None:
         wait = min(0.01, self._rk_config.heartbeat_interval / 4)
         while not self._rk_stop.is_set():
+            started = time.monotonic()
             try:
                 self._rk_run_calls()
                 self._rk_durability_barrier()
                 self.doTick(wait)
+                took = time.monotonic() - started
+                if took > self._rk_config.heartbeat_interval * 2:
+                    log.warning("raft tick took %.0f ms (heartbeats delayed)", took * 1000)
             except Exception:
                 log.exception("raft tick failed")
                 self._rk_stop.wait(0.05)

@@ -76,7 +76,8 @@ def serve(store_config: StoreConfig, server_config: ServerConfig,
     store = Store(store_config)
     store.start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=server_config.max_workers),
-                         options=[("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                         options=[("grpc.so_reuseport", 0),  # a taken port must fail
+                                  ("grpc.max_receive_message_length", 8 * 1024 * 1024),
                                   ("grpc.max_send_message_length", 64 * 1024 * 1024)])
     kv_pb2_grpc.add_KVServicer_to_server(KVServicer(store), server)
     kv_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(store), server)
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(LoggingConfig(level=server_config.log_level, component="store"))
+    # Hand the GIL over more often (default 5 ms): the Raft thread blocks on fsync and
+    # sockets many times per tick and must not queue behind gRPC or snapshot threads.
+    sys.setswitchinterval(0.001)
     if args.force_new_cluster:
         force_new_cluster(store_config.data_dir, store_config.raft_address,
                           store_config.cluster_name, store_config.history_max_revisions)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import struct
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -94,14 +95,6 @@ def _decode_op(raw: list[Any]) -> Op:
     return Op(OpType(raw[0]), raw[1], raw[2], raw[3], raw[4])
 
 
-def _kv_to_list(kv: KeyValue) -> list[Any]:
-    return [kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version]
-
-
-def _kv_from_list(raw: list[Any]) -> KeyValue:
-    return KeyValue(raw[0], raw[1], raw[2], raw[3], raw[4])
-
-
 class KVState:
     """Keys, values, revisions and bounded change history."""
 
@@ -113,6 +106,7 @@ class KVState:
         self.revision = 0
         self.compact_revision = 0
         self._history: list[HistoryEntry] = []
+        self._hash_acc = 0  # sum of per-key digests mod 2**128 (order independent)
         self.generation = 0  # bumped when the state is replaced by a snapshot
 
     # ---- apply ----
@@ -146,6 +140,9 @@ class KVState:
                               prev.version + 1 if prev else 1)
                 if prev is None:
                     bisect.insort(self._keys, op.key)
+                else:
+                    self._hash_acc -= _kv_digest(prev)
+                self._hash_acc = (self._hash_acc + _kv_digest(kv)) % _HASH_MOD
                 self._kv[op.key] = kv
                 events.append(WatchEvent(EventType.PUT, kv, prev))
                 results.append(OpResult(OpType.PUT, prev_kvs=(prev,) if prev else ()))
@@ -156,6 +153,7 @@ class KVState:
                 prevs = []
                 for key in doomed:
                     prev = self._kv.pop(key)
+                    self._hash_acc = (self._hash_acc - _kv_digest(prev)) % _HASH_MOD
                     prevs.append(prev)
                     tombstone = KeyValue(key, b"", 0, new_rev, 0)
                     events.append(WatchEvent(EventType.DELETE, tombstone, prev))
@@ -266,27 +264,25 @@ class KVState:
             return matched, next_rev
 
     def state_hash(self) -> tuple[int, str]:
-        """(revision, sha256 of revision + every key-value) - equal on all replicas at
-        equal revisions."""
+        """(revision, hash of the revision and every key with its value and revisions).
+        Equal on all replicas at equal revisions; O(1): an additive multiset hash kept
+        up to date by apply."""
         with self.cond:
-            digest = hashlib.sha256(str(self.revision).encode())
-            for key in self._keys:
-                kv = self._kv[key]
-                digest.update(codec.encode(_kv_to_list(kv)))
-            return self.revision, digest.hexdigest()
+            text = f"{self.revision}:{self._hash_acc:032x}".encode()
+            return self.revision, hashlib.sha256(text).hexdigest()
 
     # ---- snapshot ----
 
+    def capture(self) -> StateCapture:
+        """A consistent, immutable view of the state (O(n) pointer copies, no encoding),
+        cheap enough for the Raft thread; encode it elsewhere with `encode_capture`."""
+        with self.cond:
+            return StateCapture(self.revision, self.compact_revision,
+                                [self._kv[k] for k in self._keys], list(self._history))
+
     def to_snapshot(self) -> bytes:
         """Encode the full state (keys and kept history) deterministically."""
-        with self.cond:
-            return codec.encode({
-                "revision": self.revision,
-                "compact_revision": self.compact_revision,
-                "kvs": [_kv_to_list(self._kv[k]) for k in self._keys],
-                "history": [[h.revision, [_event_to_list(e) for e in h.events]]
-                            for h in self._history],
-            })
+        return encode_capture(self.capture())
 
     @staticmethod
     def revision_of_snapshot(data: bytes) -> int:
@@ -296,12 +292,13 @@ class KVState:
     def load_snapshot(self, data: bytes) -> None:
         """Replace the whole state with a snapshot from `to_snapshot`."""
         raw = codec.decode(data)
-        kvs = [_kv_from_list(item) for item in raw["kvs"]]
-        history = [HistoryEntry(rev, tuple(_event_from_list(e) for e in events))
-                   for rev, events in raw["history"]]
+        kvs = _unpack_kvs(raw["kvs"])
+        history = _unpack_history(raw["history"])
+        acc = sum(_kv_digest(kv) for kv in kvs) % _HASH_MOD
         with self.cond:
             self._kv = {kv.key: kv for kv in kvs}
             self._keys = sorted(self._kv)
+            self._hash_acc = acc
             self.revision = raw["revision"]
             self.compact_revision = raw["compact_revision"]
             self._history = history
@@ -309,14 +306,107 @@ class KVState:
             self.cond.notify_all()
 
 
-def _event_to_list(event: WatchEvent) -> list[Any]:
-    return [event.type.value, _kv_to_list(event.kv),
-            _kv_to_list(event.prev_kv) if event.prev_kv else None]
+@dataclass(frozen=True, slots=True)
+class StateCapture:
+    """Immutable copy of a KVState's contents at one revision."""
+
+    revision: int
+    compact_revision: int
+    kvs: list[KeyValue]
+    history: list[HistoryEntry]
 
 
-def _event_from_list(raw: list[Any]) -> WatchEvent:
-    return WatchEvent(EventType(raw[0]), _kv_from_list(raw[1]),
-                      _kv_from_list(raw[2]) if raw[2] is not None else None)
+_KV_HEAD = struct.Struct("<IIqqq")
+_HASH_MOD = 1 << 128
+
+
+def _kv_digest(kv: KeyValue) -> int:
+    digest = hashlib.blake2b(_KV_HEAD.pack(len(kv.key), len(kv.value), kv.create_revision,
+                                           kv.mod_revision, kv.version), digest_size=16)
+    digest.update(kv.key)
+    digest.update(kv.value)
+    return int.from_bytes(digest.digest(), "little")
+
+
+def _pack_kvs(kvs: list[KeyValue]) -> bytes:
+    pack = _KV_HEAD.pack
+    parts: list[bytes] = []
+    for kv in kvs:
+        parts.append(pack(len(kv.key), len(kv.value), kv.create_revision, kv.mod_revision,
+                          kv.version))
+        parts.append(kv.key)
+        parts.append(kv.value)
+    return b"".join(parts)
+
+
+def _unpack_kvs(blob: bytes) -> list[KeyValue]:
+    view = memoryview(blob)
+    out: list[KeyValue] = []
+    pos = 0
+    size = _KV_HEAD.size
+    while pos < len(view):
+        klen, vlen, create, mod, version = _KV_HEAD.unpack_from(view, pos)
+        pos += size
+        key = bytes(view[pos:pos + klen])
+        value = bytes(view[pos + klen:pos + klen + vlen])
+        if len(value) != vlen:
+            raise ValueError("snapshot: truncated key-value data")
+        pos += klen + vlen
+        out.append(KeyValue(key, value, create, mod, version))
+    return out
+
+
+def encode_capture(cap: StateCapture) -> bytes:
+    """Deterministic encoding of a capture (the `state` field of a snapshot file)."""
+    return codec.encode({
+        "revision": cap.revision,
+        "compact_revision": cap.compact_revision,
+        "kvs": _pack_kvs(cap.kvs),
+        "history": _pack_history(cap.history),
+    })
+
+
+_ENTRY_HEAD = struct.Struct("<qI")
+_EVENT_HEAD = struct.Struct("<BB")
+
+
+def _pack_history(history: list[HistoryEntry]) -> bytes:
+    parts: list[bytes] = []
+    for entry in history:
+        parts.append(_ENTRY_HEAD.pack(entry.revision, len(entry.events)))
+        for event in entry.events:
+            has_prev = event.prev_kv is not None
+            parts.append(_EVENT_HEAD.pack(event.type is EventType.PUT, has_prev))
+            parts.append(_pack_kvs([event.kv, event.prev_kv] if has_prev else [event.kv]))
+    return b"".join(parts)
+
+
+def _unpack_history(blob: bytes) -> list[HistoryEntry]:
+    view = memoryview(blob)
+    pos = 0
+    out: list[HistoryEntry] = []
+
+    def read_kv() -> KeyValue:
+        nonlocal pos
+        klen, vlen, create, mod, version = _KV_HEAD.unpack_from(view, pos)
+        pos += _KV_HEAD.size
+        key = bytes(view[pos:pos + klen])
+        value = bytes(view[pos + klen:pos + klen + vlen])
+        pos += klen + vlen
+        return KeyValue(key, value, create, mod, version)
+
+    while pos < len(view):
+        revision, count = _ENTRY_HEAD.unpack_from(view, pos)
+        pos += _ENTRY_HEAD.size
+        events = []
+        for _ in range(count):
+            is_put, has_prev = _EVENT_HEAD.unpack_from(view, pos)
+            pos += _EVENT_HEAD.size
+            kv = read_kv()
+            prev = read_kv() if has_prev else None
+            events.append(WatchEvent(EventType.PUT if is_put else EventType.DELETE, kv, prev))
+        out.append(HistoryEntry(revision, tuple(events)))
+    return out
 
 
 APPLY_TABLE: dict[str, Callable[[KVState, dict[str, Any]], Any]] = {

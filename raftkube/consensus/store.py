@@ -51,7 +51,14 @@ from raftkube.consensus.snapshot_file import (
     force_new_cluster,
     write_snapshot,
 )
-from raftkube.consensus.state import KVState, encode_barrier, encode_compact, encode_txn
+from raftkube.consensus.state import (
+    KVState,
+    StateCapture,
+    encode_barrier,
+    encode_capture,
+    encode_compact,
+    encode_txn,
+)
 from raftkube.consensus.watch import Watch
 from raftkube.logging_config import get_logger
 
@@ -322,6 +329,7 @@ class Store:
             self._listeners.append(callback)
 
     def _on_leadership_changed(self, is_leader: bool, term: int) -> None:
+        log.info("leadership changed", is_leader=is_leader, term=term)
         self._events.put((is_leader, term))
 
     def _notify_loop(self) -> None:
@@ -349,9 +357,11 @@ class Store:
 
     # ---- status ----
 
-    def status(self) -> StoreStatus:
+    def status(self, with_hash: bool = True) -> StoreStatus:
         """This replica's view: term, indexes, members (with lag when leader), revision
-        and state hash (equal on all replicas at equal revisions)."""
+        and state hash (equal on all replicas at equal revisions). The hash reads every
+        key under the state lock; `with_hash=False` skips it (state_hash is then "") for
+        frequent callers such as health checks."""
         node = self._require_node()
 
         def collect() -> dict[str, Any]:
@@ -371,7 +381,10 @@ class Store:
                     "quorum": node.hasQuorum}
 
         info = node.run_in_raft_thread(collect)
-        revision, digest = self._state.state_hash()
+        if with_hash:
+            revision, digest = self._state.state_hash()
+        else:
+            revision, digest = self._state.revision, ""
         return StoreStatus(id=self.config.node_id, address=self.config.raft_address,
                            leader=info["leader"], is_leader=info["is_leader"],
                            term=info["term"], commit_index=info["commit"],
@@ -490,13 +503,13 @@ class Store:
         `path` (atomically). Returns its revision. Restore with `bootstrap_from_snapshot`."""
         node = self._require_node()
 
-        def capture() -> Snapshot:
+        def capture() -> tuple[Any, Any, list[str], StateCapture]:
             last, prev = node.rk_last_two_applied()
             members = sorted([self.config.raft_address, *(n.address for n in node.otherNodes)])
-            return Snapshot(last=tuple(last), prev=tuple(prev),  # type: ignore[arg-type]
-                            members=members, state=self._state.to_snapshot(),
-                            cluster_name=self.config.cluster_name)
+            return last, prev, members, self._state.capture()
 
-        snap = node.run_in_raft_thread(capture, timeout=30.0)
-        write_snapshot(path, snap)
-        return KVState.revision_of_snapshot(snap.state)
+        last, prev, members, state = node.run_in_raft_thread(capture, timeout=30.0)
+        write_snapshot(path, Snapshot(last=tuple(last), prev=tuple(prev),  # type: ignore[arg-type]
+                                      members=members, state=encode_capture(state),
+                                      cluster_name=self.config.cluster_name))
+        return state.revision

@@ -26,8 +26,10 @@ from raftkube.masters.gatekeeper import Gatekeeper
 from raftkube.masters.resource_service import api_errors
 from raftkube.masters.secret_encryption import SecretEncryption, rotate_stored_secrets
 from raftkube.objects import registry
+from raftkube.objects.names import dns1123_subdomain_problems
 from raftkube.security import tokens
 from raftkube.security.encryption import EncryptionError
+from raftkube.security.principal import BOOTSTRAPPERS_GROUP
 
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 _NODE_KIND = registry.by_kind("Node")
@@ -165,11 +167,26 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         if info is None:
             raise apierrors.NotFound(f'master "{request.name}" is not known '
                                      f"(known: {', '.join(sorted(masters)) or 'none'})")
-        self._require_leader()
+        target = info["raftAddress"]
         if len(self._store.status().members) <= 1:
             raise apierrors.Invalid("cannot remove the last master")
-        _membership(lambda: self._store.remove_member(info["raftAddress"]))
+        if target != self._config.raft_address:
+            # Another member goes: the leader removes it, unless it is the leader itself,
+            # which must leave on its own (it hands over leadership first).
+            if target == self._store.leader():
+                raise apierrors.Unavailable(
+                    f"{request.name} leads: it removes itself; retry there",
+                    leader=info["apiAddress"])
+            self._require_leader()
+        # Forget its addresses while this master is surely still a member (a master that
+        # removes itself can no longer write); put them back if the removal fails.
         system_keys.forget_master(self._store, request.name)
+        try:
+            _membership(lambda: self._store.remove_member(target))
+        except apierrors.ApiError:
+            system_keys.register_master(self._store, request.name, info["apiAddress"],
+                                        target)
+            raise
         return admin_pb2.MembershipResponse(
             members=sorted(m.address for m in self._store.status().members))
 
@@ -220,6 +237,30 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         except EncryptionError as e:
             raise apierrors.Invalid(f"cannot rotate: {e}") from e
         return admin_pb2.RotateSecretsResponse(rewritten=count, key=ring.primary)
+
+
+    @api_errors
+    def JoinNode(self, request, context):
+        principal = self._gate.principal()
+        if BOOTSTRAPPERS_GROUP not in principal.groups:
+            raise apierrors.Forbidden(
+                f"{principal.describe()} may not join nodes: JoinNode takes a join token "
+                "(raftkubectl token create)")
+        errors = [str(e) for e in dns1123_subdomain_problems(request.node_name)]
+        if errors:
+            raise apierrors.Invalid(f"nodeName: {'; '.join(errors)}")
+        issued: list[str] = []
+        now = time.time()
+
+        def add(table):
+            new_table, token = tokens.issue_node_token(table, request.node_name, now=now)
+            issued[:] = [token]
+            return new_table
+
+        self._tokens.update(add)
+        masters = sorted(m["apiAddress"]
+                         for m in system_keys.known_masters(self._store).values())
+        return admin_pb2.JoinNodeResponse(token=issued[0], masters=masters)
 
 
 def _membership(change: Callable[[], None]) -> None:

@@ -10,7 +10,7 @@ bindIp: ""                            # listen on this IP instead of the cluster
 metricsAddress: 127.0.0.1:9101        # Prometheus metrics; "" turns them off
 auditLog: /var/log/raftkube/m1-audit.log
 logLevel: info
-join: false                           # true: join a running cluster (after AddMaster)
+join: false                           # true: join a running cluster (store.peers: members)
 store:                                # optional StoreConfig overrides (snake_case)
   heartbeat_interval: 0.05
 ```
@@ -56,7 +56,9 @@ class MasterConfig:
     metrics_address: HOST:PORT for Prometheus metrics; "" disables them.
     audit_log: file for the audit log (JSON lines); None disables auditing.
     log_level: debug, info, warning or error.
-    join: start as a new member of a running cluster instead of bootstrapping one.
+    join: start as a new member of a running cluster instead of bootstrapping one; then
+      store.peers must list the running cluster's Raft members (`raftkube join
+      --control-plane` writes it).
     store: overrides of consensus.StoreConfig fields (timeouts, history size, ...).
     controllers: options for the leader-only loops (see masters.controllers).
     api_address / raft_address / node_address: filled in from the cluster file.

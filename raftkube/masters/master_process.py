@@ -35,6 +35,8 @@ from raftkube.api.v1 import (
     admin_pb2_grpc,
     kv_pb2,
     kv_pb2_grpc,
+    node_agent_pb2,
+    node_agent_pb2_grpc,
     resources_pb2,
     resources_pb2_grpc,
 )
@@ -54,6 +56,7 @@ from raftkube.masters.metrics import MasterMetrics, MetricsInterceptor
 from raftkube.masters.node_references import reference_check
 from raftkube.masters.object_api import ObjectApi
 from raftkube.masters.object_store import ObjectStore
+from raftkube.masters.pod_streams import PodStreamsProxy
 from raftkube.masters.resource_service import ResourcesServicer
 from raftkube.masters.secret_encryption import KeyFile, SecretEncryption
 from raftkube.objects import registry
@@ -153,16 +156,25 @@ class Master:
         if entry is None:
             raise ValueError(f"{config.cluster_file}: no master named {config.name!r}")
         self.addresses = _addresses(config, entry)
-        peers = [f"{m['ip']}:{m['raftPort']}" for m in cluster["masters"]
-                 if m["name"] != config.name]
+        store_overrides = dict(config.store)
+        if config.join:
+            # Joining a running cluster: its current members are the peers (given by
+            # `raftkube join --control-plane`), never the cluster file's list.
+            peers = list(store_overrides.pop("peers", []))
+            if not peers:
+                raise ValueError(f"{config.name}: join: true needs store.peers (the running "
+                                 "cluster's Raft members)")
+        else:
+            peers = [f"{m['ip']}:{m['raftPort']}" for m in cluster["masters"]
+                     if m["name"] != config.name]
+            store_overrides.pop("peers", None)
         self._ca_pem = Path(cluster["caFile"]).read_bytes()
         sec_config = MasterSecurityConfig.from_cluster_file(config.cluster_file, config.name)
         sec_config = MasterSecurityConfig(**{**sec_config.__dict__,
                                              "public_methods": PUBLIC_METHODS})
-        store_overrides = dict(config.store)
         self.store = Store(StoreConfig(
             raft_address=self.addresses.raft, data_dir=str(config.data_dir / "store"),
-            cluster_secret=Path(cluster["raftSecretFile"]), peers=[] if config.join else peers,
+            cluster_secret=Path(cluster["raftSecretFile"]), peers=peers,
             node_id=config.name, **store_overrides))
         self.tokens = system_keys.TokenTableCache(self.store)
         self._seed_tokens: Callable[[], dict] = lambda: {}
@@ -184,13 +196,15 @@ class Master:
             AdminConfig(config.name, self.addresses.api, self.addresses.raft),
             self.store, self.gatekeeper, self._fetch_peer_status, self.tokens,
             self.encryption)
+        self.pod_streams = PodStreamsProxy(self.objects, self.gatekeeper, self._ca_pem,
+                                           sec_config.cert_file, sec_config.key_file)
         self.health = health.HealthServicer()
         self._health_stop = threading.Event()
         self._health_thread: threading.Thread | None = None
         factories: list[LoopFactory] = [
             lambda term: BootstrapLoop(self.api, self.store, self._seed_tokens),
             lambda term: ControllerManager(self.api, self.objects, controller_factories(),
-                                           term)]
+                                           term, options=config.controllers)]
         factories += [make(self) for make in extra_loops]
         self.leader_runner = LeaderRunner(factories)
         self.server: grpc.Server | None = None
@@ -236,11 +250,13 @@ class Master:
         resources_pb2_grpc.add_ResourcesServicer_to_server(ResourcesServicer(self.api), server)
         admin_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
         kv_pb2_grpc.add_KVServicer_to_server(KVAdminOnly(self.store), server)
+        node_agent_pb2_grpc.add_NodeAgentServicer_to_server(self.pod_streams, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((
             resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
             admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
             kv_pb2.DESCRIPTOR.services_by_name["KV"].full_name,
+            node_agent_pb2.DESCRIPTOR.services_by_name["NodeAgent"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ), server)
@@ -265,7 +281,7 @@ class Master:
         registered = False
         while not self._health_stop.wait(0.5):
             try:
-                status = self.store.status()
+                status = self.store.status(with_hash=False)
             except Exception:
                 self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
                 continue
@@ -293,6 +309,7 @@ class Master:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
             self._metrics_server = None
+        self.pod_streams.close()
         with self._peer_lock:
             for channel in self._peer_channels.values():
                 channel.close()

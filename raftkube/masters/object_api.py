@@ -15,22 +15,25 @@ nothing and raises an `apierrors.ApiError` naming the field, permission or versi
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
 
 from raftkube import apierrors
-from raftkube.api.v1 import pod_pb2
+from raftkube.api.v1 import core_pb2, pod_pb2
 from raftkube.masters import object_lifecycle as lifecycle
+from raftkube.masters import pod_cidr_allocator as cidr_allocator
+from raftkube.masters import service_allocator as allocator
 from raftkube.masters.gatekeeper import Gatekeeper
-from raftkube.masters.object_store import ObjectEvent, ObjectStore
+from raftkube.masters.object_store import ClaimTaken, ObjectEvent, ObjectStore
 from raftkube.objects import codec, registry
 from raftkube.objects.defaulting import apply_defaults
 from raftkube.objects.errors import FieldError, ObjectInvalid
@@ -64,10 +67,15 @@ class ApiConfig:
 
     max_object_bytes: largest serialized object accepted (etcd's value limit is 1.5 MiB).
     bookmark_interval: seconds between BOOKMARK events on an idle watch that asked for them.
+    allocator: Service clusterIP range and nodePort range.
+    pod_cidrs: the range Nodes' pod subnets are allocated from.
     """
 
     max_object_bytes: int = 1_500_000
     bookmark_interval: float = 5.0
+    allocator: allocator.AllocatorConfig = field(default_factory=allocator.AllocatorConfig)
+    pod_cidrs: cidr_allocator.PodCidrConfig = field(
+        default_factory=cidr_allocator.PodCidrConfig)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class ObjectApi:
         self._config = config or ApiConfig()
         self._clock = clock
         self._new_uid = new_uid
+        self._random = random.Random()
 
     # -- helpers ----------------------------------------------------------------------
     @staticmethod
@@ -162,9 +171,96 @@ class ObjectApi:
         self._require_namespace(info, meta.namespace)
         new = lifecycle.prepare_create(checked, uid=self._new_uid(), now=self._clock(),
                                        namespace=meta.namespace if info.namespaced else None)
+        if info.kind == "Service":
+            return self._create_service(new, dry_run)
+        if info.kind == "Node":
+            return self._create_node(new, dry_run)
         if dry_run:
             return new
         return self.objects.create(new)
+
+    def create_many(self, objs: Sequence[Message]) -> list[Message]:
+        """Create several objects in ONE store transaction (all or none), each checked
+        like `create`. For controllers creating many objects at once (a ReplicaSet's
+        pods, events). Services are not accepted here (their allocations need `create`).
+        AlreadyExists names the first taken name; nothing is written then."""
+        prepared = []
+        for obj in objs:
+            checked = self._checked(self._prepare_name(obj), "create")
+            info = registry.for_message(checked)
+            if info.kind == "Service":
+                raise apierrors.Invalid("create_many: Services must be created one by one")
+            meta = checked.metadata  # type: ignore[attr-defined]
+            self._gate.check("create", info, meta.namespace, meta.name,
+                             object_node=self._object_node(checked))
+            self._require_namespace(info, meta.namespace)
+            prepared.append(lifecycle.prepare_create(
+                checked, uid=self._new_uid(), now=self._clock(),
+                namespace=meta.namespace if info.namespaced else None))
+        return self.objects.create_many(prepared)
+
+    def _create_service(self, service: Message, dry_run: bool) -> Message:
+        """Create a Service with its clusterIP and nodePorts allocated collision-free
+        (see masters.service_allocator); Invalid when a requested one is taken."""
+        config = self._config.allocator
+        allocator.check_requested(service, config)  # type: ignore[arg-type]
+        requested = set(allocator.claim_keys(service))  # type: ignore[arg-type]
+        for _ in range(8):
+            taken = self.objects.claimed(allocator.ALLOCATIONS_PREFIX)
+            clash = sorted(requested & taken)
+            if clash:
+                what = clash[0].decode().rsplit("/", 2)
+                raise apierrors.Invalid(
+                    f"Service {service.metadata.name!r} is invalid: "  # type: ignore[attr-defined]
+                    f"{what[-2]} {what[-1]} is already allocated",
+                    [FieldError("spec", f"{what[-1]} is already allocated")])
+            ips = {k[len(allocator.IP_PREFIX):].decode() for k in taken
+                   if k.startswith(allocator.IP_PREFIX)}
+            ports = {int(k[len(allocator.PORT_PREFIX):]) for k in taken
+                     if k.startswith(allocator.PORT_PREFIX)}
+            assigned = allocator.assign(service, config, ips, ports,  # type: ignore[arg-type]
+                                        self._random)
+            if dry_run:
+                return assigned
+            try:
+                return self.objects.create_claiming(assigned, allocator.claim_keys(assigned))
+            except ClaimTaken:
+                continue  # a concurrent create took a value: pick again
+        raise apierrors.Conflict(f"Service {service.metadata.name!r}: could not allocate "  # type: ignore[attr-defined]
+                                 "a clusterIP/nodePort after several attempts; retry")
+
+    def _create_node(self, node: Message, dry_run: bool) -> Message:
+        """Create a Node with its pod subnet claimed (given, or the lowest free one)."""
+        config = self._config.pod_cidrs
+        cidr_allocator.check_requested(node, config)  # type: ignore[arg-type]
+        for _ in range(8):
+            taken = cidr_allocator.taken_cidrs(
+                self.objects.claimed(cidr_allocator.CIDR_PREFIX))
+            requested = node.spec.pod_cidr  # type: ignore[attr-defined]
+            if requested and requested in taken:
+                raise apierrors.Invalid(
+                    f"Node {node.metadata.name!r} is invalid: spec.podCIDR: "  # type: ignore[attr-defined]
+                    f"{requested} is already allocated to another node",
+                    [FieldError("spec.podCIDR", f"{requested} is already allocated")])
+            assigned = cidr_allocator.assign(node, config, taken)  # type: ignore[arg-type]
+            if dry_run:
+                return assigned
+            try:
+                return self.objects.create_claiming(assigned,
+                                                    cidr_allocator.claim_keys(assigned))
+            except ClaimTaken:
+                continue
+        raise apierrors.Conflict(f"Node {node.metadata.name!r}: could not allocate a pod "  # type: ignore[attr-defined]
+                                 "subnet after several attempts; retry")
+
+    @staticmethod
+    def _release_keys(obj: Message) -> list[bytes]:
+        """Claim keys freed when `obj` leaves the store."""
+        if isinstance(obj, core_pb2.Service):
+            return allocator.claim_keys(obj)
+        if isinstance(obj, core_pb2.Node):
+            return cidr_allocator.claim_keys(obj)
+        return []
 
     def _prepare_name(self, obj: Message) -> Message:
         meta = obj.metadata  # type: ignore[attr-defined]
@@ -243,6 +339,7 @@ class ObjectApi:
         info = registry.for_message(checked)
         meta = checked.metadata  # type: ignore[attr-defined]
         current = self._current(info, meta.namespace, meta.name)
+        keep_server_assigned(current, checked)
         self._gate.check("update", info, meta.namespace, meta.name,
                          object_node=self._object_node(current))
         expected = self._expected_revision(checked)
@@ -287,6 +384,8 @@ class ObjectApi:
     @staticmethod
     def _check_immutable(info: KindInfo, current: Message, new: Message) -> None:
         errors = validate_update(current, new)
+        if info.kind == "Service":
+            errors += _service_allocation_errors(current, new)
         if errors:
             raise apierrors.Invalid(
                 f"{info.kind} {current.metadata.name!r} is invalid: "  # type: ignore[attr-defined]
@@ -299,7 +398,8 @@ class ObjectApi:
         expected = int(current.metadata.resource_version)  # type: ignore[attr-defined]
         meta = new.metadata  # type: ignore[attr-defined]
         if meta.deletion_timestamp and not meta.finalizers and not self._awaits_kubelet(new):
-            self.objects.remove(info, meta.namespace, meta.name, expected)
+            self.objects.remove(info, meta.namespace, meta.name, expected,
+                                release=self._release_keys(current))
             return new
         return self.objects.replace(new, expected)
 
@@ -419,7 +519,8 @@ class ObjectApi:
             return self.objects.replace(marked, expected), False
         if dry_run:
             return current, True
-        self.objects.remove(info, namespace, name, expected)
+        self.objects.remove(info, namespace, name, expected,
+                            release=self._release_keys(current))
         return current, True
 
     @staticmethod
@@ -532,6 +633,17 @@ def set_condition(conditions: Any, kind: str, status: str, now: str,
             return
     conditions.add(type=kind, status=status, last_transition_time=now, reason=reason,
                    message=message)
+
+
+def _service_allocation_errors(current: Message, new: Message) -> list[FieldError]:
+    """nodePorts are allocated on create and hold claim keys: an update may not change
+    them (the claims would no longer match). clusterIP is checked by validate_update."""
+    errors = []
+    if allocator.claim_keys(new) != allocator.claim_keys(current):  # type: ignore[arg-type]
+        errors.append(FieldError("spec.ports[].nodePort",
+                                 "node ports are allocated when the Service is created and "
+                                 "may not change; delete and recreate the Service"))
+    return errors
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -36,6 +36,10 @@ REGISTRY_PREFIX = b"/registry/"
 T = TypeVar("T")
 
 
+class ClaimTaken(apierrors.Conflict):
+    """A claim key (allocation) was taken by a concurrent write; pick another value."""
+
+
 class ValueTransformer(Protocol):
     """Turns serialized objects into stored bytes and back (e.g. encryption at rest).
 
@@ -237,6 +241,71 @@ class ObjectStore:
         out.metadata.resource_version = str(result.revision)  # type: ignore[attr-defined]
         return out
 
+    def create_many(self, objs: Sequence[Message]) -> list[Message]:
+        """Store several new objects in one transaction: all or none. AlreadyExists
+        names the first one whose name is taken. Returns them with their version."""
+        compares: list[Compare] = []
+        ops: list[Op] = []
+        for obj in objs:
+            info = for_message(obj)
+            meta = obj.metadata  # type: ignore[attr-defined]
+            key = object_key(info, meta.namespace, meta.name)
+            compares.append(Compare.absent(key))
+            ops.append(Op.put(key, self.encode(key, obj)))
+        if not ops:
+            return []
+        result = _store_call(lambda: self._store.txn(compares, ops,
+                                                     timeout=self._write_timeout))
+        if not result.succeeded:
+            taken = objs[result.failed_compare or 0]
+            info = for_message(taken)
+            meta = taken.metadata  # type: ignore[attr-defined]
+            raise apierrors.AlreadyExists(
+                f'{info.plural} "{meta.name}" already exists'
+                + (f' in namespace "{meta.namespace}"' if info.namespaced else ""))
+        out = []
+        for obj in objs:
+            copy = type(obj)()
+            copy.CopyFrom(obj)
+            copy.metadata.resource_version = str(result.revision)  # type: ignore[attr-defined]
+            out.append(copy)
+        return out
+
+    def create_claiming(self, obj: Message, claims: Sequence[bytes]) -> Message:
+        """`create` that also writes each claim key (value: the object's key) in the same
+        transaction, only if none of them exists yet. AlreadyExists when the name is
+        taken; ClaimTaken when a claim key is (the caller picks again)."""
+        info = for_message(obj)
+        meta = obj.metadata  # type: ignore[attr-defined]
+        key = object_key(info, meta.namespace, meta.name)
+        value = self.encode(key, obj)
+        compares = [Compare.absent(key)] + [Compare.absent(c) for c in claims]
+        ops = [Op.put(key, value)] + [Op.put(c, key) for c in claims]
+        result = _store_call(lambda: self._store.txn(
+            compares, ops, [Op.range(key)], timeout=self._write_timeout))
+        if not result.succeeded:
+            if result.results and result.results[0].kvs:
+                raise apierrors.AlreadyExists(
+                    f'{info.plural} "{meta.name}" already exists'
+                    + (f' in namespace "{meta.namespace}"' if info.namespaced else ""))
+            raise ClaimTaken(f"an allocation of {info.kind} {meta.name!r} was taken "
+                             "concurrently")
+        out = type(obj)()
+        out.CopyFrom(obj)
+        out.metadata.resource_version = str(result.revision)  # type: ignore[attr-defined]
+        return out
+
+    def claimed(self, prefix: bytes) -> set[bytes]:
+        """The claim keys under `prefix` (read from the local replica)."""
+        keys: set[bytes] = set()
+        start, end = prefix, prefix_end(prefix)
+        while True:
+            result = _store_call(lambda s=start: self._store.range(s, end, limit=1000))
+            keys.update(kv.key for kv in result.kvs)
+            if not result.more or not result.kvs:
+                return keys
+            start = result.kvs[-1].key + b"\0"
+
     def replace(self, obj: Message, expected_revision: int) -> Message:
         """Store `obj` over the existing object whose mod_revision is `expected_revision`.
 
@@ -258,14 +327,16 @@ class ObjectStore:
         return out
 
     def remove(self, info: KindInfo, namespace: str, name: str,
-               expected_revision: int) -> int:
-        """Delete the object if its mod_revision is still `expected_revision`.
+               expected_revision: int, release: Sequence[bytes] = ()) -> int:
+        """Delete the object if its mod_revision is still `expected_revision`, and the
+        claim keys in `release` with it.
 
         Returns the deletion's revision; NotFound / Conflict like `replace`.
         """
         key = object_key(info, namespace, name)
         result = _store_call(lambda: self._store.txn(
-            [Compare.mod_revision(key, expected_revision)], [Op.delete(key)],
+            [Compare.mod_revision(key, expected_revision)],
+            [Op.delete(key)] + [Op.delete(c) for c in release],
             [Op.range(key)], timeout=self._write_timeout))
         if not result.succeeded:
             self._raise_compare_failure(info, namespace, name, expected_revision,

@@ -439,3 +439,39 @@ def add_worker(directory: Path, name: str, *, now: float | None = None,
         shutil.rmtree(worker_dir, ignore_errors=True)
         raise
     return WorkerCredentials(lay.worker_config(name), record)
+
+
+def add_master(directory: Path, spec: MasterSpec, *, extra_sans: Sequence[str] = (),
+               cert_days: int = pki.DEFAULT_CERT_DAYS) -> Path:
+    """Issue a serving certificate for a new master and list it in cluster.yaml, so it can
+    be started (with the running cluster's members as peers) and added with AddMaster.
+    Needs the CA key. InitError when the name or an address is taken. Returns the cluster
+    file. On failure nothing is left changed."""
+    spec.validate()
+    lay = ClusterLayout(Path(directory).expanduser().absolute())
+    doc = load_cluster_file(lay.cluster_file)
+    for m in doc.get("masters", []):
+        if m["name"] == spec.name:
+            raise InitError(f"master {spec.name!r} already exists in {lay.root}")
+        taken = {m["apiPort"], m["raftPort"], m["nodePort"]}
+        if m["ip"] == spec.ip and taken & {spec.api_port, spec.raft_port, spec.node_port}:
+            raise InitError(f"master {spec.name!r}: a port on {spec.ip} is used by "
+                            f"master {m['name']!r}")
+    ca = pki.load_key_pair(lay.ca_cert, lay.ca_key)
+    extra_ips, extra_dns = _split_sans(extra_sans)
+    pair = pki.issue_server_cert(ca, spec.name, ips=[spec.ip, *extra_ips],
+                                 dns_names=[spec.name, *extra_dns], valid_days=cert_days)
+    master_dir = lay.root / "masters" / spec.name
+    master_dir.mkdir(mode=0o700, parents=True)
+    try:
+        pki.write_key_pair(pair, lay.master_cert(spec.name), lay.master_key(spec.name))
+        doc["masters"] = [*doc["masters"], {
+            "name": spec.name, "ip": spec.ip, "apiPort": spec.api_port,
+            "raftPort": spec.raft_port, "nodePort": spec.node_port,
+            "certFile": str(lay.master_cert(spec.name)),
+            "keyFile": str(lay.master_key(spec.name))}]
+        pki.write_public(lay.cluster_file, yaml.safe_dump(doc, sort_keys=False).encode())
+    except BaseException:
+        shutil.rmtree(master_dir, ignore_errors=True)
+        raise
+    return lay.cluster_file

@@ -151,8 +151,10 @@ def issue_server_cert(
             sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
         except ValueError as exc:
             raise ValueError(f"server certificate {name!r}: {ip!r} is not an IP address") from exc
+    # O system:masters: a master is also a client of the workers' logs/exec service,
+    # where it proxies users' requests (see workers/agent/node_agent_service.py).
     return _issue(
-        ca, _name(name),
+        ca, _name(name, [MASTERS_GROUP]),
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         sans, valid_days,
     )
@@ -171,8 +173,15 @@ def issue_client_cert(
 
 
 def issue_node_cert(ca: KeyPair, node_name: str, valid_days: int = DEFAULT_CERT_DAYS) -> KeyPair:
-    """A worker's client certificate: CN `system:node:NAME`, O `system:nodes`."""
-    return issue_client_cert(ca, f"{NODE_USER_PREFIX}{node_name}", [NODES_GROUP], valid_days)
+    """A worker's certificate: CN `system:node:NAME`, O `system:nodes`. It is a client
+    certificate towards the masters and also the serving certificate of the worker's own
+    logs/exec service, with the node name as its DNS SAN (masters dial the node's address
+    and check the certificate against the node's name)."""
+    if not node_name:
+        raise ValueError("node certificate: the node name must not be empty")
+    return _issue(ca, _name(f"{NODE_USER_PREFIX}{node_name}", [NODES_GROUP]),
+                  [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH],
+                  [x509.DNSName(node_name)], valid_days)
 
 
 def issue_admin_cert(ca: KeyPair, user: str = "admin",

@@ -69,7 +69,7 @@ _EDIT_RESOURCES = frozenset({
 _ADMIN_RESOURCES = frozenset({"roles", "rolebindings"})
 
 # Node restriction: what any node may read, whatever its pods are.
-_NODE_READABLE = frozenset({"services", "endpoints", "endpointslices", "nodes"})
+_NODE_READABLE = frozenset({"services", "endpoints", "endpointslices", "nodes", "ingresses"})
 # What a node may get when a pod bound to it references the object.
 _NODE_REFERENCED = frozenset({
     "configmaps", "secrets", "persistentvolumeclaims", "persistentvolumes",
@@ -311,7 +311,7 @@ def _authorize_node(
 
     ns = namespace or ""
     if base in _NODE_READABLE and verb in READ_VERBS and subresource in (None, "status"):
-        return allow("nodes may read services, endpoints and nodes")
+        return allow("nodes may read services, endpoints, nodes and ingresses")
     if base == "pods" and subresource in (None, "status") and verb in READ_VERBS:
         if object_node is None:
             return deny(f"nodes may read only pods bound to them: select them with "

@@ -65,11 +65,12 @@ class MasterCluster:
 
     def __init__(self, size: int = 3, host: str = "127.0.0.1",
                  store_overrides: dict[str, Any] | None = None, workers: tuple[str, ...] = (),
-                 ) -> None:
+                 controllers: dict[str, Any] | None = None) -> None:
         self.size = size
         self.host = host
         self.root = Path(tempfile.mkdtemp(prefix="raftkube-masters-"))
         self.store_overrides = dict(store_overrides or {})
+        self.controller_options = dict(controllers or {})
         ports = free_ports(3 * size, host)
         specs = [MasterSpec(f"m{i + 1}", host, *ports[3 * i:3 * i + 3]) for i in range(size)]
         self.init = init_cluster(InitConfig(self.root / "cluster", tuple(specs),
@@ -88,7 +89,8 @@ class MasterCluster:
         config_path = data / "master.yaml"
         write_master_config(config_path, MasterConfig(
             name=spec.name, cluster_file=self.layout.cluster_file, data_dir=data / "data",
-            audit_log=data / "audit.log", store=self.store_overrides))
+            audit_log=data / "audit.log", store=self.store_overrides,
+            controllers=self.controller_options))
         return MasterProcess(i, spec.name, spec.address(spec.api_port),
                              spec.address(spec.node_port), spec.address(spec.raft_port),
                              config_path, data / "master.log")
@@ -159,6 +161,42 @@ class MasterCluster:
         self.kill(index)
         self._spawn(self.members[index])
         self.wait_serving(index, timeout)
+
+    def add_master(self, timeout: float = 60.0) -> int:
+        """Grow the cluster by one master (credentials, start with join, AddMaster through
+        the leader); returns its index."""
+        from raftkube.client import Client
+        from raftkube.masters.membership import join_control_plane
+        from raftkube.security.cluster_init import add_master
+
+        index = len(self.members)
+        api, raft, node = free_ports(3, self.host)
+        spec = MasterSpec(f"m{index + 1}", self.host, api, raft, node)
+        add_master(self.layout.root, spec)
+        member = MasterProcess(index, spec.name, spec.address(api), spec.address(node),
+                               spec.address(raft), self.root / spec.name / "master.yaml",
+                               self.root / spec.name / "master.log")
+        self.members.append(member)
+
+        def start(config_path: Path) -> None:
+            assert config_path == member.config_path
+            self._spawn(member)
+
+        with Client.from_config(self.layout.admin_config) as admin:
+            join_control_plane(admin, self.layout.cluster_file, spec.name,
+                               self.root / spec.name, start, timeout,
+                               store_overrides=self.store_overrides)
+        self.wait_serving(index, timeout)
+        return index
+
+    def remove_master(self, index: int) -> None:
+        """Remove master `index` from the membership (leadership moves first if it leads)
+        and stop its process."""
+        from raftkube.client import Client
+
+        with Client.from_config(self.layout.admin_config) as admin:
+            admin.admin.remove_master(self.members[index].name)
+        self.kill(index, signal.SIGTERM)
 
     def alive_indexes(self) -> list[int]:
         return [m.index for m in self.members if m.alive]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -91,6 +92,10 @@ class ScratchPodmanNode:
             node.stop()
             raise
         return node
+
+    def podman_env(self) -> dict[str, str]:
+        """This process's environment pointed at this node's store (for the podman CLI)."""
+        return {**os.environ, **self.store.env()}
 
     def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         """Run the podman CLI against this node's store."""

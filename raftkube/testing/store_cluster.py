@@ -90,7 +90,9 @@ class StoreCluster:
                  base_dir: str | None = None, secret: bytes | None = None,
                  start: bool = True) -> None:
         self.base_dir = base_dir or tempfile.mkdtemp(prefix="rk-store-")
-        self.secret = secret or secrets.token_bytes(32)
+        # Hex text, like the raft-secret file `raftkube init` writes: random raw bytes may
+        # begin or end with whitespace, which reading the file strips.
+        self.secret = secret or secrets.token_hex(32).encode()
         self.cluster_name = f"rk-test-{secrets.token_hex(4)}"
         self.store_overrides = dict(store_overrides or {})
         self.subnet = f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 1}"

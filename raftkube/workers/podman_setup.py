@@ -32,6 +32,10 @@ WORKER_PACKAGES: tuple[str, ...] = (
     "podman", "runc", "conmon", "netavark", "aardvark-dns", "busybox-static", "iptables",
 )
 SYSTEM_CONTAINERS_CONF = Path("/etc/containers/containers.conf")
+# Longest per-host directory path accepted. Measured with Podman 4.3 / conmon 2.1.6: from
+# 48 characters on, conmon no longer reports container exits and every exit waits out
+# Podman's 20 s conmon timeout (46 still worked); keep a margin.
+MAX_HOST_DIR_LENGTH = 40
 
 
 class SetupError(Exception):
@@ -50,7 +54,8 @@ class Ulimits:
 class HostStoreConfig:
     """Where one host's Podman keeps its state (for several hosts on one machine).
 
-    host_dir: root of everything below; created if missing.
+    host_dir: root of everything below; created if missing; an absolute path of at most
+        MAX_HOST_DIR_LENGTH characters (longer ones make Podman miss container exits).
     default_subnet: subnet of this host's default "podman" network, e.g. "10.88.3.0/24";
         must not overlap with other hosts' pod subnets.
     runtime_path: the OCI runtime binary.
@@ -161,6 +166,10 @@ def write_if_changed(path: Path, text: str) -> bool:
 def write_host_configs(store: HostStoreConfig, ulimits: Ulimits | None = None) -> list[Path]:
     """Create the host's directories and write its containers.conf and storage.conf.
     Returns the files that changed (empty when all were up to date)."""
+    if not store.host_dir.is_absolute() or len(str(store.host_dir)) > MAX_HOST_DIR_LENGTH:
+        raise SetupError(f"host_dir: {str(store.host_dir)!r} must be an absolute path of at "
+                         f"most {MAX_HOST_DIR_LENGTH} characters (with longer paths conmon "
+                         "misses container exits and each exit stalls 20 s)")
     if store.default_subnet:
         try:
             ipaddress.ip_network(store.default_subnet)

@@ -234,8 +234,10 @@ def test_secret_encryption_keys_rotate(cluster: MasterCluster) -> None:
     assert raftkube_main.main(["encryption", "add-key", "--file", str(key_file),
                                "--name", "key2"]) == 0
     time.sleep(1.5)  # every master re-reads its key file within a second
-    reply = call(cluster.admin(1).RotateSecrets, admin_pb2.RotateSecretsRequest())
-    assert reply.key == "key2" and reply.rewritten >= 1
+    from raftkube.cli import raftkubectl_main
+
+    assert raftkubectl_main.main(["cluster", "rotate-secrets", "--config",
+                                  str(cluster.layout.admin_config)]) == 0
     assert stored_key_name() == b"key2"
     assert raftkube_main.main(["encryption", "remove-key", "--file", str(key_file),
                                "--name", "key1"]) == 0
@@ -244,3 +246,47 @@ def test_secret_encryption_keys_rotate(cluster: MasterCluster) -> None:
         got = registry.unwrap(call(cluster.resources(i).Get, resources_pb2.GetRequest(
             kind="Secret", namespace="default", name="rotated", linearizable=True)))
         assert got.data["token"] == b"s3cr3t"
+
+
+def test_a_worker_joins_with_a_join_token(cluster: MasterCluster, tmp_path: Path) -> None:
+    from raftkube.cli.cmd_join import join
+    from raftkube.client import Client
+
+    reply = call(cluster.admin(0).CreateJoinToken,
+                 admin_pb2.CreateJoinTokenRequest(ttl_seconds=600))
+    worker_config = join(reply.token, cluster.members[1].api_address, cluster.layout.ca_cert,
+                         "joined-1", tmp_path)
+    assert worker_config.exists()
+    node_client = Client.from_config(tmp_path / "node" / "config.yaml")
+    try:
+        me = core_pb2.Node(api_version="v1", kind="Node")
+        me.metadata.name = "joined-1"
+        node_client.create(me)
+        other = core_pb2.Node(api_version="v1", kind="Node")
+        other.metadata.name = "someone-else"
+        with pytest.raises(apierrors.Forbidden):
+            node_client.create(other)
+    finally:
+        node_client.close()
+    with pytest.raises(apierrors.Unauthenticated):
+        join("abcdef.0123456789abcdef", cluster.members[0].api_address,
+             cluster.layout.ca_cert, "joined-2", tmp_path / "x")
+    node_token = (tmp_path / "node" / "token").read_text().strip()
+    with pytest.raises(apierrors.Forbidden, match="join token"):
+        join(node_token, cluster.members[0].api_address, cluster.layout.ca_cert,
+             "joined-3", tmp_path / "y")
+
+
+def test_nodes_get_distinct_pod_subnets_at_registration(cluster: MasterCluster) -> None:
+    def register(name: str, cidr: str = "") -> core_pb2.Node:
+        node = core_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = name
+        node.spec.pod_cidr = cidr
+        return create(cluster.resources(0), node)
+
+    a, b = register("cidr-a"), register("cidr-b")
+    assert a.spec.pod_cidr and b.spec.pod_cidr and a.spec.pod_cidr != b.spec.pod_cidr
+    with pytest.raises(apierrors.Invalid, match="already allocated"):
+        register("cidr-c", a.spec.pod_cidr)
+    call(cluster.resources(1).Delete, resources_pb2.DeleteRequest(kind="Node", name="cidr-a"))
+    assert register("cidr-c", a.spec.pod_cidr).spec.pod_cidr == a.spec.pod_cidr

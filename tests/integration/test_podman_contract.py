@@ -5,6 +5,7 @@ Each contract point of interface.py's docstrings is one test here.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,11 +21,13 @@ from raftkube.workers.runtime.interface import (
     LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
     ContainerCreateError,
+    ContainerEvent,
     ContainerNotFoundError,
     ContainerRuntimeError,
     ContainerSpec,
     ContainerStartError,
     ContainerState,
+    EventAction,
     ImageNotPresentError,
     InvalidSpecError,
     PodSandboxNotFoundError,
@@ -315,3 +318,34 @@ def test_a_host_port_cannot_be_published_twice(harness: RuntimeHarness) -> None:
     with pytest.raises(ContainerRuntimeError):
         rt.prepare_pod_sandbox(second)
     assert rt.pod_sandbox_status(second.uid) is None, "nothing is left behind on failure"
+
+
+def test_events_report_create_start_died_remove_in_order(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+    sandbox = rt.prepare_pod_sandbox(harness.sandbox())
+    stop = threading.Event()
+    seen: list[ContainerEvent] = []
+
+    def watch() -> None:
+        seen.extend(rt.events(stop))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        time.sleep(0.5)  # the stream is open
+        container_id = harness.run(sandbox.uid, harness.exiting("job", code=5, after=0.3))
+        harness.wait_exited(container_id)
+        rt.remove_container(container_id)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and EventAction.REMOVED not in [
+                e.action for e in seen if e.container_id == container_id]:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    assert not watcher.is_alive(), "the stream ends once stop is set"
+    mine = [e for e in seen if e.container_id == container_id]
+    assert [e.action for e in mine] == [EventAction.CREATED, EventAction.STARTED,
+                                        EventAction.DIED, EventAction.REMOVED]
+    died = mine[2]
+    assert died.exit_code == 5 and died.pod_uid == sandbox.uid and died.name == "job"

@@ -9,12 +9,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from raftkube.testing.podman_node import ScratchPodmanNode
 from raftkube.workers.runtime.interface import (
+    ContainerRuntimeError,
     ContainerSpec,
     ContainerState,
     Mount,
@@ -223,3 +225,48 @@ def test_a_new_runtime_instance_adopts_running_containers(
         assert other_node.list_containers() == [] and other_node.list_pod_sandboxes() == []
     finally:
         other_node.close()
+
+
+def test_exec_streams_stdin_chunks_and_times_out(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+    sandbox = rt.prepare_pod_sandbox(harness.sandbox())
+    app = harness.run(sandbox.uid, harness.long_running("app"))
+    session = rt.exec_stream(app, ["sh", "-c", "cat; echo bye >&2"],
+                             stdin=iter([b"first\n", b"second\n"]))
+    try:
+        chunks = list(session.output())
+        assert session.exit_code() == 0
+    finally:
+        session.close()
+    assert b"".join(d for s, d in chunks if s == "stdout") == b"first\nsecond\n"
+    assert b"".join(d for s, d in chunks if s == "stderr") == b"bye\n"
+    began = time.monotonic()
+    with pytest.raises(TimeoutError):
+        rt.exec(app, ["sleep", "30"], timeout_seconds=0.5)
+    assert time.monotonic() - began < 10
+
+
+def test_unknown_network_is_a_clear_error_and_leaves_nothing(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+    spec = harness.sandbox(network="rk-no-such-network")
+    with pytest.raises(ContainerRuntimeError, match="rk-no-such-network"):
+        rt.prepare_pod_sandbox(spec)
+    assert rt.pod_sandbox_status(spec.uid) is None
+
+
+def test_many_pods_in_parallel_through_one_runtime(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+
+    def start_pod(index: int) -> tuple[str, str]:
+        sandbox = rt.prepare_pod_sandbox(harness.sandbox(f"par{index}"))
+        return sandbox.uid, harness.run(sandbox.uid, harness.long_running("app"))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        started = list(pool.map(start_pod, range(8)))
+    states = {s.container_id: s.state for s in rt.list_containers()}
+    assert all(states[cid] is ContainerState.RUNNING for _, cid in started)
+    ips = {rt.pod_sandbox_status(uid).ip for uid, _ in started}
+    assert len(ips) == 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda pair: rt.remove_pod_sandbox(pair[0], grace_seconds=5), started))
+    assert rt.list_containers() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -142,3 +143,21 @@ def test_records_are_pure_and_hold_intermediate_names() -> None:
     records = build_records([WEB], "cluster.local")
     assert "svc.cluster.local" in records.names
     assert records == build_records([WEB], "cluster.local.")
+
+
+def test_dead_upstream_gives_servfail_within_the_timeout() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))  # bound, never answers
+        server = DnsServer(DnsConfig(listen_address="127.0.0.1", port=0,
+                                     upstreams=(hole.getsockname(),),
+                                     upstream_timeout_s=0.5)).start()
+        try:
+            started = time.monotonic()
+            reply = ask(server, "example.com")
+            assert reply.header.rcode == RCODE.SERVFAIL
+            assert time.monotonic() - started < 2.5
+            # cluster names do not wait for the upstream
+            server.update([WEB])
+            assert a_values(ask(server, "web.default.svc.cluster.local")) == ["10.96.0.10"]
+        finally:
+            server.close()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +26,8 @@ from raftkube.workers.network.ingress_routes import (
     match_route,
 )
 from raftkube.workers.network.model import Endpoint, ModelError, Service, ServicePort
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class Backend:
@@ -231,3 +237,37 @@ def test_expect_100_continue_is_answered_by_the_proxy(proxy: IngressProxy) -> No
             data += chunk
         assert data.startswith(b"HTTP/1.1 200 OK")
         assert b'"body_len": 5' in data
+
+
+def _echo_process(port: int, name: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "raftkube.testing.echo_http", "--bind",
+                             "127.0.0.1", "--port", str(port), "--name", name],
+                            stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
+def test_backend_restart_does_not_fail_requests_on_stale_pooled_connections(
+        proxy: IngressProxy) -> None:
+    port = free_port()
+    first = _echo_process(port, "before")
+    second: subprocess.Popen | None = None
+    try:
+        proxy.update([Ingress("default", "r", rules=(IngressRule("", (path("/", "r"),)),))],
+                     [svc("r", port)])
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
+        for _ in range(3):
+            status, body = get(conn, "x", "/")
+            assert status == 200 and pod(body) == "before"
+        first.kill()  # the proxy's pooled connections to it are now dead
+        first.wait()
+        second = _echo_process(port, "after")
+        for _ in range(5):
+            status, body = get(conn, "x", "/")
+            assert status == 200, body
+            assert pod(body) == "after"
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()

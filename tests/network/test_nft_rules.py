@@ -81,17 +81,31 @@ def test_headless_service_is_not_programmed() -> None:
     assert "10.244.1.4" not in body
 
 
-def test_update_script_keeps_shared_affinity_sets_and_deletes_stale_objects() -> None:
-    old = render_table(ProxyModel((web(EPS, session_affinity="ClientIP"),)), CFG)
-    new = render_table(ProxyModel((web(EPS[:1], session_affinity="ClientIP"),)), CFG)
+def test_update_script_touches_only_what_changed() -> None:
+    other = Service("default", "api", "10.96.0.20", ports=(ServicePort(80, 8080),),
+                    endpoints=(Endpoint("10.244.3.3"),))
+    old = render_table(ProxyModel((web(EPS, session_affinity="ClientIP"), other)), CFG)
+    new = render_table(ProxyModel((web(EPS[:1], session_affinity="ClientIP"), other)), CFG)
     script = update_script(old, new)
-    assert script.startswith("flush table ip raftkube_t1\n")
-    gone = (old.affinity_sets - new.affinity_sets)
+    assert "flush table" not in script
+    assert "10.244.3.3" not in script  # the unchanged service is not touched
+    gone = set(old.affinity_sets) - set(new.affinity_sets)
     assert len(gone) == 1
-    assert f"delete set ip raftkube_t1 {next(iter(gone))}" in script
+    assert script.rstrip().endswith(f"delete set ip raftkube_t1 {next(iter(gone))}")
     kept = next(iter(new.affinity_sets))
-    assert f"flush set ip raftkube_t1 {kept}" not in script
+    assert kept not in script.split("delete set")[0].split("add rule")[0]
     assert "delete chain ip raftkube_t1 ep_" in script
+    svc_chain = next(c for c in new.chains if c.startswith("svc_default_web"))
+    assert f"flush chain ip raftkube_t1 {svc_chain}" in script
+    assert update_script(new, new) == ""
+    # endpoints back: the chain of the new endpoint is added before rules refer to it
+    back = update_script(new, old)
+    assert back.index("add chain ip raftkube_t1 ep_") < back.index("numgen")
+    # no endpoints any more: the map element goes, the cluster IP stays in the reject set
+    empty = render_table(ProxyModel((web(()), other)), CFG)
+    script = update_script(new, empty)
+    assert "delete element ip raftkube_t1 service_ips { 10.96.0.10 . tcp . 80 }" in script
+    assert "add element ip raftkube_t1 no_endpoint_node_ports { tcp . 30080 }" in script
 
 
 @pytest.mark.parametrize(("svc", "message"), [
@@ -132,4 +146,22 @@ def test_nft_accepts_the_scripts() -> None:
         proc = subprocess.run(["nft", "-c", "-f", "-"], input=script, capture_output=True,
                               text=True)
         assert proc.returncode == 0, proc.stderr
-    assert update_script(r1, r2).count("flush table") == 1
+    assert "flush table" not in update_script(r1, r2)
+
+
+def test_stale_udp_flows_are_those_of_removed_endpoints() -> None:
+    from raftkube.workers.network.service_proxy import stale_udp_flows
+
+    def dns(*ips: str) -> ProxyModel:
+        return ProxyModel((Service("kube-system", "dns", "10.96.0.53",
+                                   ports=(ServicePort(53, 53, "UDP", "dns"),
+                                          ServicePort(53, 53, "TCP", "tcp")),
+                                   endpoints=tuple(Endpoint(ip) for ip in ips)),))
+
+    assert stale_udp_flows(None, dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns(), dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns("10.244.1.2", "10.244.1.3"), dns("10.244.1.3")) == [
+        ("10.96.0.53", 53, "10.244.1.2")]
+    assert stale_udp_flows(dns("10.244.1.2"), dns("10.244.1.2")) == []
+    assert stale_udp_flows(dns("10.244.1.2"), ProxyModel(())) == [
+        ("10.96.0.53", 53, "10.244.1.2")]

@@ -205,6 +205,7 @@ def test_updates_under_traffic_lose_no_request(env: Env) -> None:
         stop.set()
         thread.join()
     assert len(applied) >= 10
+    assert env.proxies[0].full_replacements == 1  # the first sync; then only differences
     assert result["fail"] == 0, result["errors"]
     assert result["ok"] > 100
 
@@ -258,3 +259,16 @@ def test_service_keeps_answering_while_pods_are_replaced(env: Env) -> None:
     assert result["fail"] == 0, result["errors"]
     assert result["ok"] > 100
     assert any(name.startswith("gen") for name in result["pods"]), result["pods"]
+
+
+def test_a_restarted_proxy_replaces_the_table_left_by_a_dead_one(env: Env) -> None:
+    h0 = env.cluster.hosts[0]
+    env.proxies[0].sync(env.model(env.pod_a, env.pod_b, affinity="ClientIP"))
+    # the process dies without close(); a new one starts with the same table name
+    reborn = ServiceProxy(env.proxies[0].config)
+    env.proxies[0] = reborn
+    reborn.sync(env.model(env.pod_b))
+    listing = env.cluster.run(h0.netns, ["nft", "list", "table", "ip", reborn.table]).stdout
+    assert env.pod_a.ip not in listing and "aff_" not in listing
+    result = env.cluster.http_probe(h0.netns, url(VIP), count=10)
+    assert result["pods"] == {"B": 10}

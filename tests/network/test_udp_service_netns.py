@@ -30,8 +30,8 @@ UDP_NAME_SERVER = (
 # one UDP socket, fixed source port: asks, waits for a line on stdin, asks again
 UDP_CLIENT = (
     "import socket,sys\n"
-    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3)\n"
-    "for _ in range(2):\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)\n"
+    "for _ in range(3):\n"
     "    s.sendto(b'?',(sys.argv[1],53))\n"
     "    try: print(s.recvfrom(100)[0].decode(),flush=True)\n"
     "    except OSError as e: print('timeout',flush=True)\n"
@@ -62,10 +62,14 @@ def test_udp_service_moves_existing_flows_when_endpoint_goes(
                                    endpoints=tuple(Endpoint(p.ip) for p in pods)),))
 
     try:
-        proxy.sync(model(pod_a))
+        proxy.sync(model())
         asker = c.popen(client.netns, [sys.executable, "-c", UDP_CLIENT, "10.96.0.53"],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert asker.stdout is not None and asker.stdin is not None
+        assert asker.stdout.readline().strip() == b"timeout"  # no endpoint: rejected
+        proxy.sync(model(pod_a))  # rejected packets left no flow: same socket reaches A
+        asker.stdin.write(b"\n")
+        asker.stdin.flush()
         assert asker.stdout.readline().strip() == b"A"
         proxy.sync(model(pod_b))  # A leaves: its conntrack flow is deleted
         asker.stdin.write(b"\n")

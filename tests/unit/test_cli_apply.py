@@ -110,12 +110,13 @@ def test_a_missing_file_fails(capsys) -> None:
     assert "the path '/nonexistent.yaml' does not exist" in capsys.readouterr().err
 
 
-def test_without_dry_run_it_says_the_api_server_is_needed(capsys) -> None:
+def test_without_a_cluster_config_it_names_the_missing_file(tmp_path: Path, capsys,
+                                                            monkeypatch) -> None:
+    missing = tmp_path / "nowhere" / "config"
+    monkeypatch.setenv("RAFTKUBECONFIG", str(missing))
     assert raftkubectl_main.main(["apply", "-f", str(EXAMPLES)]) == 1
     err = capsys.readouterr().err
-    assert "needs the raftkube API server" in err
-    assert "--dry-run=client" in err
-    assert raftkubectl_main.main(["apply", "--dry-run=server", "-f", str(EXAMPLES)]) == 1
+    assert f"{missing}: cannot read the client config" in err
 
 
 def test_bad_output_format_is_a_usage_error() -> None:

@@ -55,7 +55,9 @@ def test_node_and_admin_identities(ca) -> None:
     assert pki.identity_of(node.cert) == ("system:node:w1", ("system:nodes",))
     assert pki.identity_of(admin.cert) == ("admin", ("system:masters",))
     eku = node.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+    sans = node.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["w1"]
 
 
 def test_pem_files_round_trip_with_private_keys_0600(ca, tmp_path) -> None:

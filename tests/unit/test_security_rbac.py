@@ -126,7 +126,9 @@ CASES = [
     # node restriction: reads.
     (W1, "get", "Service", "prod", "web", None, None, True, "may read services"),
     (W1, "list", "Endpoints", "", None, None, None, True, "may read services"),
-    (W1, "watch", "Node", "", None, None, None, True, "may read services, endpoints and nodes"),
+    (W1, "watch", "Node", "", None, None, None, True,
+     "may read services, endpoints, nodes and ingresses"),
+    (W1, "list", "Ingress", "", None, None, None, True, "nodes and ingresses"),
     (W1, "get", "Node", "", "w2", None, None, True, "nodes"),
     (W1, "get", "Pod", "prod", "web-1", None, "w1", True, 'pod bound to node "w1"'),
     (W1, "watch", "Pod", "", None, None, "w1", True, 'pod bound to node "w1"'),

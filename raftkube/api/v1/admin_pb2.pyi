@@ -121,3 +121,17 @@ class RotateSecretsResponse(_message.Message):
     rewritten: int
     key: str
     def __init__(self, rewritten: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...
+
+class JoinNodeRequest(_message.Message):
+    __slots__ = ("node_name",)
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    def __init__(self, node_name: _Optional[str] = ...) -> None: ...
+
+class JoinNodeResponse(_message.Message):
+    __slots__ = ("token", "masters")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MASTERS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    masters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, token: _Optional[str] = ..., masters: _Optional[_Iterable[str]] = ...) -> None: ...

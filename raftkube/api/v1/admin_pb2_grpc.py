@@ -69,6 +69,11 @@ class AdminStub:
                 request_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsRequest.SerializeToString,
                 response_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsResponse.FromString,
                 _registered_method=True)
+        self.JoinNode = channel.unary_unary(
+                '/raftkube.api.v1.Admin/JoinNode',
+                request_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.JoinNodeRequest.SerializeToString,
+                response_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.JoinNodeResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -125,6 +130,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinNode(self, request, context):
+        """Called by `raftkube join` with a join token as its bearer token: issues the new
+        worker's node token and tells it where the masters are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +175,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RotateSecrets,
                     request_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsRequest.FromString,
                     response_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsResponse.SerializeToString,
+            ),
+            'JoinNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinNode,
+                    request_deserializer=raftkube_dot_api_dot_v1_dot_admin__pb2.JoinNodeRequest.FromString,
+                    response_serializer=raftkube_dot_api_dot_v1_dot_admin__pb2.JoinNodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +371,33 @@ class Admin:
             '/raftkube.api.v1.Admin/RotateSecrets',
             raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsRequest.SerializeToString,
             raftkube_dot_api_dot_v1_dot_admin__pb2.RotateSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftkube.api.v1.Admin/JoinNode',
+            raftkube_dot_api_dot_v1_dot_admin__pb2.JoinNodeRequest.SerializeToString,
+            raftkube_dot_api_dot_v1_dot_admin__pb2.JoinNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,8 +43,7 @@ def _suffix(dry_run: str) -> str:
 def _apply(args: argparse.Namespace) -> int:
     objects = manifest_objects(args.filename, args.namespace, args.namespace or "default")
     if args.dry_run == "client":
-        for obj in objects:
-            print(f"{resource_name(obj)} validated{_suffix('client')}")
+        _report_dry_run(args, objects, "configured")
         return 0
     failed = 0
     with make_client(args) as client:
@@ -64,8 +63,7 @@ def _apply(args: argparse.Namespace) -> int:
 def _create(args: argparse.Namespace) -> int:
     objects = manifest_objects(args.filename, args.namespace, args.namespace or "default")
     if args.dry_run == "client":
-        for obj in objects:
-            print(f"{resource_name(obj)} validated{_suffix('client')}")
+        _report_dry_run(args, objects, "created")
         return 0
     failed = 0
     with make_client(args) as client:
@@ -79,6 +77,20 @@ def _create(args: argparse.Namespace) -> int:
                 continue
             _report(args, stored, "created")
     return 1 if failed else 0
+
+
+def _report_dry_run(args: argparse.Namespace, objects: list, action: str) -> None:
+    """What a client dry run would send: the defaulted objects (-o yaml|json) or one line
+    per object, without contacting any master."""
+    from raftkube.objects.manifests import dump_json, dump_yaml
+
+    if args.output == "yaml":
+        sys.stdout.write(dump_yaml(objects))
+    elif args.output == "json":
+        sys.stdout.write(dump_json(objects))
+    else:
+        for obj in objects:
+            _report(args, obj, action)
 
 
 def _report(args: argparse.Namespace, obj: object, action: str) -> None:

@@ -39,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove = verbs.add_parser("remove-master", help="remove a master from the membership")
     remove.add_argument("name")
     remove.set_defaults(func=_remove)
-    for sub in (status, add, remove):
+    rotate = verbs.add_parser("rotate-secrets",
+                              help="re-encrypt every Secret under the newest key")
+    rotate.set_defaults(func=_rotate)
+    for sub in (status, add, remove, rotate):
         add_config_flag(sub)
 
     snapshot = subparsers.add_parser("snapshot", help="back up the cluster state")
@@ -123,6 +126,14 @@ def _remove(args: argparse.Namespace) -> int:
     with make_client(args) as client:
         members = client.admin.remove_master(args.name)
     print(f"master/{args.name} removed; Raft members: {', '.join(members) or 'unknown'}")
+    return 0
+
+
+@command
+def _rotate(args: argparse.Namespace) -> int:
+    with make_client(args) as client:
+        rewritten, key = client.admin.rotate_secrets()
+    print(f"{rewritten} secrets re-encrypted; every secret now uses key {key!r}")
     return 0
 
 

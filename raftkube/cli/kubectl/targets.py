@@ -48,7 +48,7 @@ def manifest_objects(files: Sequence[str], namespace: str | None,
     """Objects from -f files/dirs/"-", with the -n namespace (or the default) filled in
     where a namespaced object names none; CommandError when -n contradicts a manifest."""
     objects = []
-    for item in load_manifests(list(files)):
+    for item in load_manifests(list(files), namespace=namespace):
         obj = item.obj
         info = registry.for_message(obj)
         meta = obj.metadata  # type: ignore[attr-defined]

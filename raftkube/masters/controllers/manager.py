@@ -11,11 +11,14 @@ term and runs every controller against it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
 
 from raftkube.logging_config import get_logger
+from raftkube.masters.controllers.events import EventRecorder
 from raftkube.masters.object_api import ObjectApi
 from raftkube.masters.object_cache import ObjectCache
 from raftkube.masters.object_store import ObjectStore
@@ -25,18 +28,26 @@ log = get_logger(__name__)
 CACHED_KINDS = (
     "Namespace", "Node", "Pod", "Service", "Endpoints", "ConfigMap", "Secret",
     "PersistentVolume", "PersistentVolumeClaim", "Deployment", "ReplicaSet", "StatefulSet",
-    "Ingress",
+    "Ingress", "Lease",
 )
 
 
 @dataclass(frozen=True)
 class ControllerContext:
     """What every controller gets: the API to write through (as the controller principal),
-    the term's cache to read from, and the term (for logs)."""
+    the term's cache to read from, the term (for logs), the event recorder and the
+    `controllers` options of the master config (each controller reads its own section)."""
 
     api: ObjectApi
     cache: ObjectCache
     term: int
+    events: EventRecorder | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def record(self, obj: Message, type_: str, reason: str, message: str) -> None:
+        """Queue an Event about `obj` (no-op without a recorder)."""
+        if self.events is not None:
+            self.events.record(obj, type_, reason, message)
 
 
 class Controller(Protocol):
@@ -60,20 +71,24 @@ class ControllerManager:
 
     def __init__(self, api: ObjectApi, objects: ObjectStore,
                  factories: Sequence[ControllerFactory], term: int,
-                 kinds: Sequence[str] = CACHED_KINDS) -> None:
+                 kinds: Sequence[str] = CACHED_KINDS,
+                 options: Mapping[str, Any] | None = None) -> None:
         self._api = api
         self._objects = objects
         self._factories = tuple(factories)
         self._term = term
         self._kinds = tuple(kinds)
+        self._options = dict(options or {})
 
     def run(self, stop: threading.Event) -> None:
         from raftkube.masters.bootstrap_loop import CONTROLLER_PRINCIPAL
         from raftkube.security.grpc_auth import acting_as
 
         cache = ObjectCache(self._objects, self._kinds)
-        context = ControllerContext(self._api, cache, self._term)
-        controllers = [make(context) for make in self._factories]
+        events = EventRecorder(self._api)
+        context = ControllerContext(self._api, cache, self._term, events, self._options)
+        controllers: list[Controller] = [events]
+        controllers += [make(context) for make in self._factories]
         for controller in controllers:
             cache.add_handler(controller.on_change)
         cache.start()

@@ -364,7 +364,9 @@ def check(history: History | Iterable[Operation], model: Model | None = None,
         if verdict == NOT_LINEARIZABLE:
             failure = _explain(model, key, part, deadline) if explain else None
             if failure is None:
-                failure = search.failure(key)
+                tracked = _Search(model, part, track=True)
+                tracked.run(deadline)
+                failure = tracked.failure(key)
             failures.append(failure)
         results.append(PartitionResult(key, verdict, len(part), time.monotonic() - t0, failure))
     if failures:
@@ -393,8 +395,11 @@ def checker(model: Model | None = None, time_limit: float | None = 60.0,
 class _Search:
     """One partition's search over the entry list (arrays for speed)."""
 
-    def __init__(self, model: Model, ops: Sequence[Operation]) -> None:
+    def __init__(self, model: Model, ops: Sequence[Operation], track: bool = False) -> None:
+        """track: remember the longest partial linearization (costs a copy of the stack at
+        every new depth maximum; only for explaining a failure)."""
         self.model = model
+        self.track = track
         self.ops = list(ops)
         entries = []
         for i, op in enumerate(self.ops):
@@ -481,6 +486,8 @@ class _Search:
                     tried.add(args[i])
                 f, inp, out = args[i]
                 legal, new_state = step(state, f, inp, out)
+                if optional_pass and new_state == state:
+                    legal = False  # a no-op optional step is dominated by not taking it
                 if legal:
                     if optional_pass:
                         req, opt = required_bits, optional_bits | (1 << i)
@@ -504,11 +511,13 @@ class _Search:
                     optional_pass = True
                     e = nxt[0]
                     continue
-                if len(stack) > len(self.deepest) or not self.deepest:
+                if self.track and (len(stack) > len(self.deepest) or not self.deepest):
                     # a local maximum of depth: remember the partial linearization
                     self.deepest = [(op_of[s[0]], s[2]) for s in stack]
                     self.blocked_at = op_of[e]
                 if not stack:
+                    if self.blocked_at < 0:
+                        self.blocked_at = op_of[e]
                     return NOT_LINEARIZABLE
                 e, state, _, tried = stack.pop()
                 i = op_of[e]
@@ -571,6 +580,8 @@ def _explain(model: Model, key: Hashable, ops: Sequence[Operation],
     if best is None:
         return None
     cut, search = best
+    search = _Search(model, search.ops, track=True)
+    search.run(deadline)
     culprits = [op for op in search.ops if op.status == OK and op.complete_time == cut]
     culprit = culprits[0]
     concurrent = [op for op in search.ops if op is not culprit and _overlaps(op, culprit)]

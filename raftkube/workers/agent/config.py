@@ -117,6 +117,29 @@ class NodeAgentServiceConfig:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """The worker's network role: service proxy (nftables), node DNS, ingress and routes to
+    other nodes' pod subnets, all fed from the API. Absent from the config = not run.
+
+    cluster_cidr: every pod address (pod-to-pod traffic inside it is not masqueraded).
+    service_cidr: the Service virtual IP range.
+    cluster_domain: the DNS domain served from memory.
+    dns_port: port of the node DNS server on the node address (0 = no DNS server).
+    ingress_port: HTTP port of the ingress proxy (0 = no ingress on this node).
+    node_ports_on_localhost: also serve NodePorts on 127.0.0.1.
+    proxy_table: name of the service proxy's nft table.
+    """
+
+    cluster_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/16"
+    cluster_domain: str = "cluster.local"
+    dns_port: int = 53
+    ingress_port: int = 80
+    node_ports_on_localhost: bool = False
+    proxy_table: str = "raftkube_proxy"
+
+
+@dataclass(frozen=True)
 class WorkerConfig:
     """Everything one worker agent needs.
 
@@ -141,6 +164,7 @@ class WorkerConfig:
     relist_interval_seconds: how often the runtime's containers are listed to notice exits.
     pod_workers: threads executing pod actions in parallel.
     node_agent: the logs/exec service (NodeAgentServiceConfig).
+    network: the network role (NetworkSettings); None = not run by this worker.
     """
 
     node_name: str
@@ -163,6 +187,7 @@ class WorkerConfig:
     relist_interval_seconds: float = 0.5
     pod_workers: int = 8
     node_agent: NodeAgentServiceConfig = field(default_factory=NodeAgentServiceConfig)
+    network: NetworkSettings | None = None
 
 
 def _camel(name: str) -> str:
@@ -304,6 +329,8 @@ def parse_worker_config(doc: Any, source: str, base_dir: Path) -> WorkerConfig:
             kwargs[name] = _simple(_mapping(value, at), ResolvConfig, at, base_dir)
         elif name == "backoff":
             kwargs[name] = _simple(_mapping(value, at), BackoffConfig, at, base_dir)
+        elif name == "network":
+            kwargs[name] = _network(_mapping(value, at), at)
         elif name == "node_agent":
             service = _simple(_mapping(value, at), NodeAgentServiceConfig, at, base_dir,
                               paths=("cert_file", "key_file", "ca_file"))
@@ -314,6 +341,32 @@ def parse_worker_config(doc: Any, source: str, base_dir: Path) -> WorkerConfig:
         else:
             kwargs[name] = _number(value, at)
     return WorkerConfig(**kwargs)
+
+
+def _network(doc: dict[str, Any], where: str) -> NetworkSettings:
+    known = _check_unknown(doc, NetworkSettings, where)
+    kwargs: dict[str, Any] = {}
+    for key, value in doc.items():
+        name, at = known[key], f"{where}.{key}"
+        if name in ("dns_port", "ingress_port"):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+                raise WorkerConfigError(f"{at}: expected a port number (0 = off)")
+            kwargs[name] = value
+        elif name == "node_ports_on_localhost":
+            if not isinstance(value, bool):
+                raise WorkerConfigError(f"{at}: expected true or false")
+            kwargs[name] = value
+        elif name in ("cluster_cidr", "service_cidr"):
+            try:
+                ipaddress.ip_network(value)
+            except (TypeError, ValueError):
+                raise WorkerConfigError(f"{at}: {value!r} is not a CIDR") from None
+            kwargs[name] = str(value)
+        else:
+            if not isinstance(value, str) or not value:
+                raise WorkerConfigError(f"{at}: expected a string")
+            kwargs[name] = value
+    return NetworkSettings(**kwargs)
 
 
 def _taint(value: Any, where: str) -> dict[str, str]:

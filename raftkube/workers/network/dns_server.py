@@ -29,7 +29,12 @@ from dnslib import QTYPE, RCODE, RR, SOA, SRV, A, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from raftkube.logging_config import LoggingConfig, configure_logging, get_logger
-from raftkube.workers.network.model import Endpoint, Service, ServicePort
+from raftkube.workers.network.model import (
+    Endpoint,
+    Service,
+    ServicePort,
+    services_from_json,
+)
 
 log = get_logger(__name__)
 
@@ -276,28 +281,6 @@ class DnsServer:
         for srv in servers:
             srv.server.shutdown()
             srv.server.server_close()
-
-
-def services_from_json(data: Sequence[Mapping]) -> list[Service]:
-    """Services from plain JSON (the --records file of the command line).
-
-    Each item: {"namespace", "name", "cluster_ip" (null = headless), "ports": [{"name",
-    "port", "target_port", "protocol"}], "endpoints": [{"ip", "hostname"}]}.
-    """
-    out = []
-    for i, item in enumerate(data):
-        try:
-            out.append(Service(
-                namespace=item["namespace"], name=item["name"],
-                cluster_ip=item.get("cluster_ip"),
-                ports=tuple(ServicePort(port=p["port"], target_port=p.get(
-                    "target_port", p["port"]), protocol=p.get("protocol", "TCP"),
-                    name=p.get("name", "")) for p in item.get("ports", [])),
-                endpoints=tuple(Endpoint(ip=e["ip"], hostname=e.get("hostname", ""))
-                                for e in item.get("endpoints", []))))
-        except KeyError as exc:
-            raise ValueError(f"records[{i}]: missing field {exc}") from exc
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,23 +16,27 @@ flight finish on what they started with. `start()` binds; `close()` is idempoten
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from raftkube.logging_config import get_logger
+from raftkube.logging_config import LoggingConfig, configure_logging, get_logger
 from raftkube.workers.network.ingress_routes import (
     BackendRef,
     Ingress,
+    IngressPath,
+    IngressRule,
     RouteTable,
     build_route_table,
     match_route,
 )
-from raftkube.workers.network.model import Service
+from raftkube.workers.network.model import Service, services_from_json
 
 log = get_logger(__name__)
 
@@ -488,11 +492,8 @@ def ingress_from_json(data: dict) -> tuple[list[Ingress], list[Service]]:
 
     {"ingresses": [{"namespace", "name", "default_backend": {"namespace", "service",
     "port"}, "rules": [{"host", "paths": [{"path", "path_type", "backend": {...}}]}]}],
-     "services": [like dns_server.services_from_json]}
+     "services": [see model.services_from_json]}
     """
-    from raftkube.workers.network.dns_server import services_from_json
-    from raftkube.workers.network.ingress_routes import IngressPath, IngressRule
-
     def ref(d: dict) -> BackendRef:
         return BackendRef(d["namespace"], d["service"], d["port"])
 
@@ -513,11 +514,6 @@ def ingress_from_json(data: dict) -> tuple[list[Ingress], list[Service]]:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve Ingress routes from a JSON file until killed (prints `ready PORT`)."""
-    import argparse
-    import json
-
-    from raftkube.logging_config import LoggingConfig, configure_logging
-
     parser = argparse.ArgumentParser(description="raftkube ingress proxy")
     parser.add_argument("--listen", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=80)

@@ -7,8 +7,9 @@ offending field of bad input (`services[ns/name].ports[0].port: ...`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -105,11 +106,18 @@ def _check_port(path: str, value: int, allow_zero: bool = False) -> None:
         raise ModelError(f"{path}: {value!r} is not a port number ({low}-65535)")
 
 
-def _check_ipv4(path: str, value: str) -> None:
+@functools.lru_cache(maxsize=65536)
+def _is_ipv4(value: str) -> bool:
     try:
         ipaddress.IPv4Address(value)
-    except (ipaddress.AddressValueError, ValueError) as exc:
-        raise ModelError(f"{path}: {value!r} is not an IPv4 address") from exc
+    except (ipaddress.AddressValueError, ValueError):
+        return False
+    return True
+
+
+def _check_ipv4(path: str, value: str) -> None:
+    if not isinstance(value, str) or not _is_ipv4(value):
+        raise ModelError(f"{path}: {value!r} is not an IPv4 address")
 
 
 def validate_services(services: Iterable[Service]) -> None:
@@ -167,3 +175,35 @@ def validate_services(services: Iterable[Service]) -> None:
             _check_ipv4(f"{base}.endpoints[{j}].ip", ep.ip)
             for name, p in ep.ports:
                 _check_port(f"{base}.endpoints[{j}].ports[{name!r}]", p)
+
+
+def services_from_json(data: Sequence[Mapping]) -> list[Service]:
+    """Services from plain JSON (command-line state files and tests).
+
+    Each item: {"namespace", "name", "cluster_ip" (null = headless), "type",
+    "session_affinity", "affinity_timeout_s", "ports": [{"name", "port", "target_port",
+    "protocol", "node_port"}], "endpoints": [{"ip", "hostname", "node_name",
+    "ports": {"port name": number}}]}. Only namespace, name and port numbers are required.
+    Raises ModelError naming the item and the missing field.
+    """
+    out = []
+    for i, item in enumerate(data):
+        try:
+            out.append(Service(
+                namespace=item["namespace"], name=item["name"],
+                cluster_ip=item.get("cluster_ip"), type=item.get("type", "ClusterIP"),
+                session_affinity=item.get("session_affinity", "None"),
+                affinity_timeout_s=item.get("affinity_timeout_s",
+                                            DEFAULT_AFFINITY_TIMEOUT_S),
+                ports=tuple(ServicePort(
+                    port=p["port"], target_port=p.get("target_port", p["port"]),
+                    protocol=p.get("protocol", "TCP"), name=p.get("name", ""),
+                    node_port=p.get("node_port", 0)) for p in item.get("ports", [])),
+                endpoints=tuple(Endpoint(
+                    ip=e["ip"], hostname=e.get("hostname", ""),
+                    node_name=e.get("node_name", ""),
+                    ports=tuple(sorted(e.get("ports", {}).items())))
+                    for e in item.get("endpoints", []))))
+        except KeyError as exc:
+            raise ModelError(f"services[{i}]: missing field {exc}") from exc
+    return out

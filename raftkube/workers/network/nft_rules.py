@@ -23,6 +23,7 @@ Packet path (all inside `table ip <name>`)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -66,17 +67,63 @@ class RulesConfig:
 
 
 @dataclass(frozen=True)
+class NftObject:
+    """A set or map: its declaration line(s) and its elements.
+
+    keys: element keys (for a map, the part before ':'); values: verdicts of a map, in
+    the order of keys (empty for a set).
+    """
+
+    declaration: str
+    keys: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()
+
+    def element_text(self) -> list[str]:
+        if self.values:
+            return [f"{k} : {v}" for k, v in zip(self.keys, self.values, strict=True)]
+        return list(self.keys)
+
+
+@dataclass(frozen=True)
 class RenderedTable:
-    """The rendered table: its body and the object names it declares."""
+    """The rendered table as structured parts (chains and their rules, sets, maps).
+
+    base_chains: chain name -> its hook declaration ("type nat hook ...;").
+    chains: chain name -> rules, for base and regular chains.
+    sets / maps: name -> NftObject. affinity_sets: name -> timeout in seconds.
+    """
 
     table: str
-    body: str
-    chains: frozenset[str]
-    maps: frozenset[str]
-    sets: frozenset[str]
-    affinity_sets: frozenset[str]
+    base_chains: dict[str, str]
+    chains: dict[str, tuple[str, ...]]
+    sets: dict[str, NftObject]
+    maps: dict[str, NftObject]
+    affinity_sets: dict[str, int]
+
+    @property
+    def body(self) -> str:
+        """The whole table as one nft `table ip NAME { ... }` block."""
+        lines = [f"table ip {self.table} {{"]
+        for name, timeout in sorted(self.affinity_sets.items()):
+            lines += [f"  set {name} {{", f"    {_affinity_declaration(timeout)}", "  }"]
+        for kind, objs in (("set", self.sets), ("map", self.maps)):
+            for name, obj in objs.items():
+                lines += [f"  {kind} {name} {{", f"    {obj.declaration}"]
+                if obj.keys:
+                    lines.append(f"    elements = {{ {', '.join(obj.element_text())} }}")
+                lines.append("  }")
+        for name, rules in self.chains.items():
+            header = [self.base_chains[name]] if name in self.base_chains else []
+            lines += [f"  chain {name} {{", *(f"    {r}" for r in [*header, *rules]), "  }"]
+        lines.append("}")
+        return "\n".join(lines) + "\n"
 
 
+def _affinity_declaration(timeout: int) -> str:
+    return f"type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"
+
+
+@functools.lru_cache(maxsize=131072)
 def _ident(*parts: str) -> str:
     """A readable nft identifier with a hash suffix (unique, <= 60 chars)."""
     raw = "_".join(parts)
@@ -93,12 +140,10 @@ class _Builder:
     def __init__(self, config: RulesConfig) -> None:
         self.config = config
         self.mark = f"0x{config.masquerade_mark:x}"
-        self.sets: dict[str, list[str]] = {}
-        self.maps: dict[str, list[str]] = {}
         self.chains: dict[str, list[str]] = {}
         self.affinity: dict[str, int] = {}
-        self.service_ip_elems: list[str] = []
-        self.node_port_elems: list[str] = []
+        self.service_ip_elems: list[tuple[str, str]] = []
+        self.node_port_elems: list[tuple[str, str]] = []
         self.no_endpoint_node_ports: list[str] = []
         self.cluster_ips: set[str] = set()
 
@@ -140,29 +185,32 @@ class _Builder:
             svc_rules.append(f"numgen {gen} mod {len(ep_chains)} vmap {{ {arms} }}")
         self.chains[svc_chain] = svc_rules
         self.service_ip_elems.append(
-            f"{svc.cluster_ip} . {proto} . {port.port} : goto {svc_chain}")
+            (f"{svc.cluster_ip} . {proto} . {port.port}", f"goto {svc_chain}"))
         if port.node_port:
             ext_chain = "ext_" + _ident(kind, port.protocol)
             self.chains[ext_chain] = ["jump mark_for_masquerade", f"goto {svc_chain}"]
-            self.node_port_elems.append(f"{proto} . {port.node_port} : goto {ext_chain}")
+            self.node_port_elems.append((f"{proto} . {port.node_port}", f"goto {ext_chain}"))
 
     def finish(self) -> RenderedTable:
         cfg = self.config
         mark = self.mark
         local = ("ip daddr @node_port_ips" if cfg.node_port_addresses
                  else "fib daddr type local ip daddr != 127.0.0.0/8")
-        self.maps["service_ips"] = [
-            "type ipv4_addr . inet_proto . inet_service : verdict", *_elements(
-                self.service_ip_elems)]
-        self.maps["node_ports"] = [
-            "type inet_proto . inet_service : verdict", *_elements(self.node_port_elems)]
-        self.sets["cluster_ips"] = ["type ipv4_addr", *_elements(sorted(
-            self.cluster_ips, key=ipaddress.IPv4Address))]
-        self.sets["no_endpoint_node_ports"] = [
-            "type inet_proto . inet_service", *_elements(sorted(self.no_endpoint_node_ports))]
+        maps = {
+            "service_ips": _map("type ipv4_addr . inet_proto . inet_service : verdict;",
+                                self.service_ip_elems),
+            "node_ports": _map("type inet_proto . inet_service : verdict;",
+                               self.node_port_elems),
+        }
+        sets = {
+            "cluster_ips": NftObject("type ipv4_addr;", tuple(sorted(
+                self.cluster_ips, key=lambda ip: tuple(int(x) for x in ip.split("."))))),
+            "no_endpoint_node_ports": NftObject("type inet_proto . inet_service;", tuple(
+                sorted(self.no_endpoint_node_ports))),
+        }
         if cfg.node_port_addresses:
-            self.sets["node_port_ips"] = ["type ipv4_addr", *_elements(
-                list(cfg.node_port_addresses))]
+            sets["node_port_ips"] = NftObject("type ipv4_addr;", tuple(
+                cfg.node_port_addresses))
         base = {
             "nat_prerouting": ["type nat hook prerouting priority dstnat; policy accept;",
                                "jump services"],
@@ -196,25 +244,17 @@ class _Builder:
         }
         if cfg.service_cidr:
             helpers["service_check"].append(f"ip daddr {cfg.service_cidr} goto reject_unserved")
-        chains = {**base, **helpers, **dict(sorted(self.chains.items()))}
-        lines = [f"table ip {cfg.table} {{"]
-        for name, timeout in sorted(self.affinity.items()):
-            lines += [f"  set {name} {{", "    type ipv4_addr; flags dynamic,timeout; "
-                      f"timeout {timeout}s;", "  }"]
-        for kind, objs in (("set", self.sets), ("map", self.maps)):
-            for name, body in objs.items():
-                lines += [f"  {kind} {name} {{", *(f"    {b}" for b in body), "  }"]
-        for name, body in chains.items():
-            lines += [f"  chain {name} {{", *(f"    {b}" for b in body), "  }"]
-        lines.append("}")
-        return RenderedTable(
-            table=cfg.table, body="\n".join(lines) + "\n", chains=frozenset(chains),
-            maps=frozenset(self.maps), sets=frozenset(self.sets),
-            affinity_sets=frozenset(self.affinity))
+        headers = {name: rules[0] for name, rules in base.items()}
+        chains = {**{name: tuple(rules[1:]) for name, rules in base.items()},
+                  **{name: tuple(rules) for name, rules in helpers.items()},
+                  **{name: tuple(rules) for name, rules in sorted(self.chains.items())}}
+        return RenderedTable(table=cfg.table, base_chains=headers, chains=chains, sets=sets,
+                             maps=maps, affinity_sets=dict(sorted(self.affinity.items())))
 
 
-def _elements(items: list[str]) -> list[str]:
-    return [f"elements = {{ {', '.join(items)} }}"] if items else []
+def _map(declaration: str, elements: list[tuple[str, str]]) -> NftObject:
+    ordered = sorted(elements)
+    return NftObject(declaration, tuple(k for k, _ in ordered), tuple(v for _, v in ordered))
 
 
 def render_table(model: ProxyModel, config: RulesConfig) -> RenderedTable:
@@ -252,20 +292,51 @@ def full_script(new: RenderedTable) -> str:
 
 
 def update_script(previous: RenderedTable, new: RenderedTable) -> str:
-    """One transaction from `previous` (what is in the kernel) to `new`.
+    """One transaction from `previous` (what is in the kernel) to `new`, touching only
+    what differs: new chains are added, chains whose rules changed are flushed and
+    refilled, set/map elements are deleted and added one by one, stale chains and
+    affinity sets are deleted last (when nothing refers to them any more). Affinity sets
+    present in both keep their entries. Returns "" when nothing differs.
 
-    Rules, maps and plain sets are rewritten; affinity sets present in both are kept with
-    their entries; objects only in `previous` are deleted.
+    Raises ValueError when the two differ in shape (table, base chains, set/map names or
+    declarations): use full_script then.
     """
-    if previous.table != new.table:
-        raise ValueError("update_script: tables differ; use full_script")
-    t = new.table
-    lines = [f"flush table ip {t}"]
-    lines += [f"flush map ip {t} {m}" for m in sorted(previous.maps & new.maps)]
-    lines += [f"flush set ip {t} {s}" for s in sorted(previous.sets & new.sets)]
-    lines += [f"delete map ip {t} {m}" for m in sorted(previous.maps - new.maps)]
-    lines += [f"delete set ip {t} {s}" for s in sorted(previous.sets - new.sets)]
-    lines += [f"delete chain ip {t} {c}" for c in sorted(previous.chains - new.chains)]
-    lines += [f"delete set ip {t} {s}"
-              for s in sorted(previous.affinity_sets - new.affinity_sets)]
-    return "\n".join(lines) + "\n" + new.body
+    if (previous.table != new.table or previous.base_chains != new.base_chains
+            or {k: v.declaration for k, v in previous.sets.items()}
+            != {k: v.declaration for k, v in new.sets.items()}
+            or {k: v.declaration for k, v in previous.maps.items()}
+            != {k: v.declaration for k, v in new.maps.items()}):
+        raise ValueError("update_script: the table shape differs; use full_script")
+    t = f"ip {new.table}"
+    lines: list[str] = []
+    added_chains = [c for c in new.chains if c not in previous.chains]
+    lines += [f"add chain {t} {c}" for c in added_chains]
+    lines += [f"add set {t} {name} {{ {_affinity_declaration(timeout)} }}"
+              for name, timeout in new.affinity_sets.items()
+              if name not in previous.affinity_sets]
+    for c in added_chains:
+        lines += [f"add rule {t} {c} {rule}" for rule in new.chains[c]]
+    for c, rules in new.chains.items():
+        if c in previous.chains and previous.chains[c] != rules:
+            lines.append(f"flush chain {t} {c}")
+            lines += [f"add rule {t} {c} {rule}" for rule in rules]
+    for kind, old_objs, new_objs in (("set", previous.sets, new.sets),
+                                     ("map", previous.maps, new.maps)):
+        for name, obj in new_objs.items():
+            before = dict(zip(old_objs[name].keys, old_objs[name].values or
+                              old_objs[name].keys, strict=True))
+            after = dict(zip(obj.keys, obj.values or obj.keys, strict=True))
+            gone = [k for k, v in before.items() if after.get(k) != v]
+            if gone:
+                lines.append(f"delete element {t} {name} {{ {', '.join(gone)} }}")
+            fresh = [k for k, v in after.items() if before.get(k) != v]
+            if fresh:
+                text = [f"{k} : {after[k]}" for k in fresh] if kind == "map" else fresh
+                lines.append(f"add element {t} {name} {{ {', '.join(text)} }}")
+    stale = [c for c in previous.chains if c not in new.chains]
+    # stale chains may still jump to each other (svc_ -> ep_): empty them all first
+    lines += [f"flush chain {t} {c}" for c in stale]
+    lines += [f"delete chain {t} {c}" for c in stale]
+    lines += [f"delete set {t} {s}" for s in previous.affinity_sets
+              if s not in new.affinity_sets]
+    return "\n".join(lines) + "\n" if lines else ""

@@ -31,12 +31,14 @@ from raftkube.workers.runtime.interface import (
     LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
     ContainerCreateError,
+    ContainerEvent,
     ContainerNotFoundError,
     ContainerRuntimeError,
     ContainerSpec,
     ContainerStartError,
     ContainerState,
     ContainerStatus,
+    EventAction,
     ExecResult,
     ImageInfo,
     ImageNotPresentError,
@@ -157,6 +159,8 @@ class FakeRuntime:
     def __init__(self, config: FakeRuntimeConfig) -> None:
         self.config = config
         self._lock = threading.RLock()
+        self._events_changed = threading.Condition(self._lock)
+        self._events: list[ContainerEvent] = []
         self._pods: dict[str, _Pod] = {}
         self._containers: dict[str, _Container] = {}
         self._images: set[str] = set(config.images)
@@ -254,7 +258,7 @@ class FakeRuntime:
             thread.join()
         with self._lock:
             for cid in ids:
-                self._containers.pop(cid, None)
+                self.remove_container(cid)
             self._pods.pop(pod_uid, None)
 
     def _stop_quietly(self, container_id: str, grace_seconds: float) -> None:
@@ -284,6 +288,7 @@ class FakeRuntime:
                                    container_labels(pod.labels, spec, attempt), behavior,
                                    self.config.clock())
             self._containers[container.container_id] = container
+            self._record(container, EventAction.CREATED)
             return container.container_id
 
     def _get(self, container_id: str) -> _Container:
@@ -310,10 +315,10 @@ class FakeRuntime:
             if when <= self.config.clock():
                 self._finish(container, when, code)
 
-    @staticmethod
-    def _finish(container: _Container, when: float, code: int) -> None:
+    def _finish(self, container: _Container, when: float, code: int) -> None:
         container.finished_at = when
         container.exit_code = code
+        self._record(container, EventAction.DIED, when)
 
     def start_container(self, container_id: str) -> None:
         with self._lock:
@@ -334,6 +339,7 @@ class FakeRuntime:
             if behavior.fail_start:
                 raise ContainerStartError(f"start {container_id}: {behavior.fail_start}")
             container.started_at = now
+            self._record(container, EventAction.STARTED, now)
             container.logs.extend((now, line.encode() + b"\n") for line in behavior.log_lines)
 
     def stop_container(self, container_id: str, grace_seconds: float) -> ContainerStatus:
@@ -365,7 +371,9 @@ class FakeRuntime:
 
     def remove_container(self, container_id: str) -> None:
         with self._lock:
-            self._containers.pop(container_id, None)
+            container = self._containers.pop(container_id, None)
+            if container is not None:
+                self._record(container, EventAction.REMOVED)
 
     def container_status(self, container_id: str) -> ContainerStatus:
         with self._lock:
@@ -466,6 +474,27 @@ class FakeRuntime:
                     stdin: Iterator[bytes] | None = None, tty: bool = False) -> _FakeExecSession:
         data = b"".join(stdin) if stdin is not None else None
         return _FakeExecSession(self.exec(container_id, command, stdin=data, tty=tty))
+
+    def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:
+        with self._lock:
+            seen = len(self._events)
+        while not stop.is_set():
+            self.list_containers()  # applies exits that are due, which records events
+            with self._events_changed:
+                fresh = self._events[seen:]
+                seen = len(self._events)
+                if not fresh:
+                    self._events_changed.wait(timeout=0.05)
+            yield from fresh
+
+    def _record(self, container: _Container, action: EventAction,
+                when: float | None = None) -> None:
+        self._events.append(ContainerEvent(
+            container_id=container.container_id, pod_uid=container.pod_uid,
+            name=container.spec.name, action=action,
+            exit_code=container.exit_code if action is EventAction.DIED else None,
+            at=_time(when if when is not None else self.config.clock()) or datetime.now(UTC)))
+        self._events_changed.notify_all()
 
     # --- images -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import signal
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -256,6 +257,29 @@ class ExecSession(Protocol):
     def close(self) -> None: ...
 
 
+class EventAction(enum.Enum):
+    CREATED = "created"
+    STARTED = "started"
+    DIED = "died"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """A change to one container of this node: a hint to re-read its status.
+
+    name: the container's name in its pod ("" for a sandbox's own infra container).
+    exit_code: set on DIED.
+    """
+
+    container_id: str
+    pod_uid: str
+    name: str
+    action: EventAction
+    exit_code: int | None
+    at: datetime
+
+
 class ContainerRuntimeError(Exception):
     """Base of every error a runtime raises on purpose."""
 
@@ -427,6 +451,16 @@ class Runtime(Protocol):
     ) -> ExecSession:
         """Start `command` in the RUNNING container and stream its output as it comes.
         `stdin` chunks are fed from a background thread, then EOF. Errors as `exec`."""
+        ...
+
+    def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:
+        """Changes to this node's containers from now on, in order, until `stop` is set
+        (checked at least every second) or the caller stops iterating.
+
+        Events are hints, not state: some can be lost (e.g. while the runtime restarts), so
+        a consumer re-reads statuses on each event and still relists now and then.
+        Raises RuntimeUnavailableError when the runtime cannot be reached.
+        """
         ...
 
     # --- images --------------------------------------------------------------------------

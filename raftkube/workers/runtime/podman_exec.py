@@ -27,12 +27,12 @@ from raftkube.workers.runtime.interface import (
     RuntimeUnavailableError,
 )
 
-_API_PREFIX = "/v4.0.0/libpod"
+API_PREFIX = "/v4.0.0/libpod"
 _STREAM_NAMES = {0: "stdout", 1: "stdout", 2: "stderr"}
 _EOT = b"\x04"
 
 
-def _connect(socket_path: str, timeout: float | None) -> socket.socket:
+def connect_unix(socket_path: str, timeout: float | None) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -46,10 +46,10 @@ def _connect(socket_path: str, timeout: float | None) -> socket.socket:
 def _request_json(socket_path: str, method: str, path: str,
                   body: object | None = None) -> tuple[int, object]:
     conn = http.client.HTTPConnection("localhost", timeout=30)
-    conn.sock = _connect(socket_path, 30)
+    conn.sock = connect_unix(socket_path, 30)
     try:
         payload = json.dumps(body) if body is not None else None
-        conn.request(method, _API_PREFIX + path, body=payload,
+        conn.request(method, API_PREFIX + path, body=payload,
                      headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         raw = response.read()
@@ -76,10 +76,10 @@ class PodmanExecSession:
         if status != 201 or not isinstance(body, dict):
             raise ContainerRuntimeError(f"exec in {container_id}: {_message(body)}")
         self.exec_id: str = body["Id"]
-        self._sock = _connect(socket_path, None)
+        self._sock = connect_unix(socket_path, None)
         start = json.dumps({"Detach": False, "Tty": tty}).encode()
         self._sock.sendall(
-            f"POST {_API_PREFIX}/exec/{self.exec_id}/start HTTP/1.1\r\nHost: localhost\r\n"
+            f"POST {API_PREFIX}/exec/{self.exec_id}/start HTTP/1.1\r\nHost: localhost\r\n"
             "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
             f"Content-Length: {len(start)}\r\n\r\n".encode() + start)
         self._buffer = self._read_head(container_id)

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 from podman import PodmanClient
 from podman.api import stream_frames
+from podman.errors import APIError
 
 from raftkube.workers.runtime.interface import (
     LABEL_ATTEMPT,
@@ -39,6 +40,7 @@ from raftkube.workers.runtime.interface import (
     LABEL_POD_NAMESPACE,
     LABEL_POD_UID,
     ContainerCreateError,
+    ContainerEvent,
     ContainerNotFoundError,
     ContainerRuntimeError,
     ContainerSpec,
@@ -57,6 +59,7 @@ from raftkube.workers.runtime.interface import (
     is_oom_suspected,
     sandbox_labels,
 )
+from raftkube.workers.runtime.podman_events import PODMAN_ACTIONS, stream_events
 from raftkube.workers.runtime.podman_exec import PodmanExecSession
 from raftkube.workers.runtime.validation import (
     CFS_PERIOD_US,
@@ -130,7 +133,9 @@ class PodmanRuntime:
             kwargs["headers"] = {"Content-Type": "application/json"}
         try:
             return getattr(api, method)(path, **kwargs)
-        except requests.exceptions.ConnectionError as exc:
+        except (requests.exceptions.ConnectionError, APIError) as exc:
+            # podman-py turns every transport error (OSError) into APIError; HTTP error
+            # statuses come back as responses and are handled by the callers.
             raise RuntimeUnavailableError(
                 f"podman service at {self.config.socket_path}: {exc}") from exc
 
@@ -212,8 +217,13 @@ class PodmanRuntime:
         if response.status_code == 409 and self._find_pod(spec.uid) is not None:
             return  # created concurrently by another caller
         if response.status_code not in (200, 201):
-            raise ContainerRuntimeError(
-                f"create pod sandbox {self.pod_name(spec)}: {self._message(response)}")
+            message = self._message(response)
+            # Podman can leave a half-made pod behind (e.g. unknown network): remove it.
+            leftover = self._find_pod(spec.uid)
+            if leftover is not None:
+                self._call("delete", f"/pods/{leftover['Id']}",
+                           params={"force": "true", "timeout": 0})
+            raise ContainerRuntimeError(f"create pod sandbox {self.pod_name(spec)}: {message}")
 
     def _start_pod(self, pod_id: str, pod_uid: str, remove_on_failure: bool) -> None:
         response = self._call("post", f"/pods/{pod_id}/start")
@@ -282,8 +292,12 @@ class PodmanRuntime:
                                         f"{self._message(response)}")
 
     def _stop_quietly(self, container_id: str, grace_seconds: float) -> None:
-        with contextlib.suppress(ContainerNotFoundError):
-            self.stop_container(container_id, grace_seconds)
+        """Stop from a pool thread, then drop that thread's connection."""
+        try:
+            with contextlib.suppress(ContainerNotFoundError):
+                self.stop_container(container_id, grace_seconds)
+        finally:
+            self.close()
 
     # --- containers -------------------------------------------------------------------------
 
@@ -493,6 +507,11 @@ class PodmanRuntime:
             raise ContainerRuntimeError(f"exec in {container_id}: empty command")
         return PodmanExecSession(self.config.socket_path, container_id, command, stdin, tty)
 
+    def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:
+        return stream_events(self.config.socket_path, {
+            "type": ["container"], "event": list(PODMAN_ACTIONS),
+            "label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={self.node}"]}, stop)
+
     # --- images -----------------------------------------------------------------------------
 
     def image_present(self, image: str) -> bool:
@@ -534,6 +553,8 @@ class PodmanRuntime:
             raise ContainerRuntimeError(f"remove network {name}: {self._message(response)}")
 
     def close(self) -> None:
+        """Close the calling thread's connection (each thread has its own; a later call
+        reconnects). Idempotent."""
         client = getattr(self._local, "client", None)
         if client is not None:
             client.close()

@@ -1,0 +1,89 @@
+"""`logs POD` and `exec POD -- COMMAND`: container streams through the masters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from raftkube.cli.kubectl.common import add_config_flag, add_namespace_flags, command, make_client
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    logs = subparsers.add_parser("logs", help="print a container's logs")
+    logs.add_argument("pod")
+    logs.add_argument("-c", "--container", default="", help="the container (if several)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new output")
+    logs.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    logs.add_argument("-p", "--previous", action="store_true",
+                      help="the previous instance of the container (after a restart)")
+    logs.add_argument("--timestamps", action="store_true", help="prefix lines with times")
+    add_namespace_flags(logs, all_namespaces=False)
+    add_config_flag(logs)
+    logs.set_defaults(func=_logs)
+
+    execute = subparsers.add_parser("exec", help="run a command in a container")
+    _exec_options(execute)
+    execute.add_argument("pod")
+    execute.add_argument("command", nargs=argparse.REMAINDER,
+                         help="[options] -- COMMAND [ARGS...]")
+    execute.set_defaults(func=_exec)
+
+
+def _exec_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("-c", "--container", default="")
+    parser.add_argument("-i", "--stdin", action="store_true", help="pass stdin to the command")
+    parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    add_namespace_flags(parser, all_namespaces=False)
+    add_config_flag(parser)
+    return parser
+
+
+def split_exec_arguments(args: argparse.Namespace) -> list[str]:
+    """The command of `exec POD [options] -- COMMAND`: options given after the pod name
+    (before `--`) are parsed into `args`; what follows `--` is the command."""
+    rest = list(args.command)
+    if "--" not in rest:
+        return rest
+    cut = rest.index("--")
+    options, command_line = rest[:cut], rest[cut + 1:]
+    if options:
+        _exec_options(argparse.ArgumentParser(prog="raftkubectl exec")).parse_args(
+            options, namespace=args)
+    return command_line
+
+
+@command
+def _logs(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    with make_client(args) as client:
+        for chunk in client.pod_logs(args.pod, args.namespace or None,
+                                     container=args.container, follow=args.follow,
+                                     tail_lines=args.tail, previous=args.previous,
+                                     timestamps=args.timestamps):
+            out.write(chunk)
+            out.flush()
+    return 0
+
+
+@command
+def _exec(args: argparse.Namespace) -> int:
+    command_line = split_exec_arguments(args)
+    if not command_line:
+        print("error: exec needs a command: raftkubectl exec POD -- COMMAND", file=sys.stderr)
+        return 2
+    with make_client(args) as client:
+        session = client.pod_exec(args.pod, command_line, args.namespace or None,
+                                  container=args.container, tty=args.tty, stdin=args.stdin)
+        if args.stdin:
+            def pump() -> None:
+                for data in iter(lambda: sys.stdin.buffer.read1(65536), b""):
+                    session.send(data)
+                session.close_stdin()
+
+            threading.Thread(target=pump, daemon=True).start()
+        for stream, data in session.output():
+            target = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+            target.write(data)
+            target.flush()
+    return session.exit_code if session.exit_code is not None else 1

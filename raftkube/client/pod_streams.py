@@ -1,0 +1,82 @@
+"""Container logs and exec through the masters (the NodeAgent service they proxy).
+
+Streams are not retried once data has flowed (a log or an exec session cannot be resumed
+transparently); opening one moves to another master when the first cannot be reached.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from raftkube import apierrors
+from raftkube.api.v1 import node_agent_pb2
+
+
+def container_ref(namespace: str, pod: str, container: str = "") -> node_agent_pb2.ContainerRef:
+    return node_agent_pb2.ContainerRef(namespace=namespace, pod=pod, container=container)
+
+
+def logs_request(namespace: str, pod: str, *, container: str = "", follow: bool = False,
+                 tail_lines: int = 0, previous: bool = False,
+                 timestamps: bool = False) -> node_agent_pb2.LogsRequest:
+    if tail_lines < 0:
+        raise apierrors.Invalid("tail: must be zero or positive")
+    return node_agent_pb2.LogsRequest(target=container_ref(namespace, pod, container),
+                                      follow=follow, tail_lines=tail_lines,
+                                      previous=previous, timestamps=timestamps)
+
+
+@dataclass
+class ExecSession:
+    """A running command: iterate `output()` for (stream, bytes); then `exit_code`.
+    `send(data)` / `close_stdin()` feed stdin when the session was opened with stdin."""
+
+    _calls: Iterator[node_agent_pb2.ExecOutput]
+    _stdin: queue.Queue[node_agent_pb2.ExecInput | None]
+    exit_code: int | None = None
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    def send(self, data: bytes) -> None:
+        self._stdin.put(node_agent_pb2.ExecInput(stdin=data))
+
+    def close_stdin(self) -> None:
+        self._stdin.put(node_agent_pb2.ExecInput(stdin_eof=True))
+
+    def output(self) -> Iterator[tuple[str, bytes]]:
+        try:
+            for message in self._calls:
+                if message.HasField("exit_code"):
+                    self.exit_code = message.exit_code
+                if message.data:
+                    yield message.stream or "stdout", message.data
+        except grpc.RpcError as e:
+            raise apierrors.from_rpc_error(e) from None
+        finally:
+            self._stdin.put(None)
+            self._done.set()
+
+
+def exec_inputs(start: node_agent_pb2.ExecStart,
+                stdin: queue.Queue[node_agent_pb2.ExecInput | None]
+                ) -> Iterator[node_agent_pb2.ExecInput]:
+    """The request stream of an exec: `start`, then whatever is queued, until None."""
+    yield node_agent_pb2.ExecInput(start=start)
+    while True:
+        item = stdin.get()
+        if item is None:
+            return
+        yield item
+
+
+def exec_start(namespace: str, pod: str, command: Iterable[str], *, container: str = "",
+               tty: bool = False, stdin: bool = False) -> node_agent_pb2.ExecStart:
+    command = list(command)
+    if not command:
+        raise apierrors.Invalid("command: required")
+    return node_agent_pb2.ExecStart(target=container_ref(namespace, pod, container),
+                                    command=command, tty=tty, stdin=stdin)

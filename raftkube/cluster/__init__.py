@@ -1,0 +1,1 @@
+"""Bringing clusters up and down: `raftkube up` / `raftkube down` on one machine."""

@@ -1,0 +1,286 @@
+"""ReplicaSet -> Pods.
+
+Pure part, `plan_replica_set(rs, pods, now)`:
+- pods are the ReplicaSet's (controller reference to its uid) plus orphans matching its
+  selector (adopted); owned pods that stop matching the selector are released;
+- failed or succeeded pods are deleted (and so replaced);
+- active pods (not terminal, not being deleted) are brought to spec.replicas: missing ones
+  created from the template, extra ones deleted preferring unscheduled, then pending, then
+  not ready, then the most recently ready, then the newest;
+- status: replicas, fullyLabeledReplicas, readyReplicas, availableReplicas (ready for
+  minReadySeconds), observedGeneration.
+
+The loop creates pods in batches, one transaction each (slow start 1, 2, 4, ... like
+Kubernetes), and waits for the cache to show its own creations and deletions before
+deciding again (expectations).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+from raftkube import apierrors
+from raftkube.api.v1 import apps_pb2, pod_pb2
+from raftkube.masters.controllers.keyed_loop import KeyedController
+from raftkube.masters.controllers.manager import ControllerContext
+from raftkube.masters.controllers.objects_util import (
+    TERMINAL_PHASES,
+    controller_of,
+    controller_ref,
+    copy_of,
+    pod_is_active,
+    pod_is_available,
+    pod_is_ready,
+    pod_ready_since,
+)
+from raftkube.objects.selectors import selector_from_proto
+
+MAX_CREATES_PER_SYNC = 2000
+CREATE_BATCH = 100  # pods per transaction (a compare and a put each; the store takes 256)
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True)
+class ReplicaSetPlan:
+    """create: how many pods to create; delete/adopt/release: pods; status: the new status
+    (None when unchanged); recheck_after: seconds until a pod becomes available."""
+
+    create: int = 0
+    delete: tuple[pod_pb2.Pod, ...] = ()
+    adopt: tuple[pod_pb2.Pod, ...] = ()
+    release: tuple[pod_pb2.Pod, ...] = ()
+    status: apps_pb2.ReplicaSetStatus | None = None
+    recheck_after: float | None = None
+
+
+def deletion_rank(pod: pod_pb2.Pod) -> tuple:
+    """Sort key: pods to delete first come first."""
+    ready_since = pod_ready_since(pod)
+    return (
+        0 if not pod.spec.node_name else 1,
+        0 if pod.status.phase == "Pending" else 1,
+        0 if not pod_is_ready(pod) else 1,
+        -(ready_since or 0.0),
+        _negated(pod.metadata.creation_timestamp),
+        pod.metadata.name,
+    )
+
+
+def _negated(text: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in text)
+
+
+def owned_and_orphans(owner_uid: str, selector, pods: Iterable[pod_pb2.Pod],
+                      ) -> tuple[list[pod_pb2.Pod], list[pod_pb2.Pod], list[pod_pb2.Pod]]:
+    """(owned and matching, orphans to adopt, owned but no longer matching)."""
+    owned, orphans, release = [], [], []
+    for pod in pods:
+        ref = controller_of(pod)
+        matches = selector.matches(pod.metadata.labels)
+        if ref is not None and ref.uid == owner_uid:
+            (owned if matches else release).append(pod)
+        elif ref is None and matches and not pod.metadata.deletion_timestamp:
+            orphans.append(pod)
+    return owned, orphans, release
+
+
+def plan_replica_set(rs: apps_pb2.ReplicaSet, pods: Sequence[pod_pb2.Pod],
+                     now: float) -> ReplicaSetPlan:
+    """The plan for one ReplicaSet given the pods of its namespace (see module doc)."""
+    selector = selector_from_proto(rs.spec.selector)
+    if selector.empty():
+        return ReplicaSetPlan()
+    owned, orphans, release = owned_and_orphans(rs.metadata.uid, selector, pods)
+    deleting = bool(rs.metadata.deletion_timestamp)
+    adopt = [] if deleting else orphans
+    mine = owned + adopt
+    finished = [p for p in mine if p.status.phase in TERMINAL_PHASES
+                and not p.metadata.deletion_timestamp]
+    active = [p for p in mine if pod_is_active(p)]
+    desired = rs.spec.replicas if rs.spec.HasField("replicas") else 1
+    create = 0
+    delete = list(finished)
+    if not deleting:
+        if len(active) < desired:
+            create = min(desired - len(active), MAX_CREATES_PER_SYNC)
+        elif len(active) > desired:
+            delete += sorted(active, key=deletion_rank)[: len(active) - desired]
+    template_labels = rs.spec.template.metadata.labels
+    min_ready = rs.spec.min_ready_seconds
+    status = apps_pb2.ReplicaSetStatus()
+    status.CopyFrom(rs.status)
+    status.replicas = len(active)
+    status.fully_labeled_replicas = sum(
+        1 for p in active if all(p.metadata.labels.get(k) == v for k, v in template_labels.items()))
+    status.ready_replicas = sum(1 for p in active if pod_is_ready(p))
+    status.available_replicas = sum(1 for p in active if pod_is_available(p, min_ready, now))
+    status.observed_generation = rs.metadata.generation
+    recheck = None
+    if min_ready > 0:
+        waits = [min_ready - (now - since) for p in active
+                 if (since := pod_ready_since(p)) is not None and now - since < min_ready]
+        if waits:
+            recheck = max(0.1, min(waits))
+    return ReplicaSetPlan(create, tuple(delete), tuple(adopt), tuple(release),
+                          None if status == rs.status else status, recheck)
+
+
+def pod_from_template(rs: apps_pb2.ReplicaSet, name: str) -> pod_pb2.Pod:
+    """A new pod of `rs` (template labels, annotations and spec; controller reference)."""
+    pod = pod_pb2.Pod(api_version="v1", kind="Pod")
+    pod.metadata.name = name
+    pod.metadata.namespace = rs.metadata.namespace
+    pod.metadata.labels.update(rs.spec.template.metadata.labels)
+    pod.metadata.annotations.update(rs.spec.template.metadata.annotations)
+    pod.metadata.owner_references.append(controller_ref(rs))
+    pod.spec.CopyFrom(rs.spec.template.spec)
+    return pod
+
+
+def random_suffix(length: int = 5) -> str:
+    return "".join(secrets.choice(NAME_ALPHABET) for _ in range(length))
+
+
+class Expectations:
+    """Names a controller created or deleted that the cache does not show yet, per key."""
+
+    def __init__(self, timeout: float = 15.0) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[Hashable, tuple[set[str], set[str], float]] = {}
+        self._timeout = timeout
+
+    def expect(self, key: Hashable, creates: Iterable[str] = (), deletes: Iterable[str] = ()
+               ) -> None:
+        with self._lock:
+            add, remove, _ = self._items.get(key, (set(), set(), 0.0))
+            self._items[key] = (add | set(creates), remove | set(deletes),
+                                time.monotonic() + self._timeout)
+
+    def forget(self, key: Hashable, name: str) -> None:
+        """A write for `name` failed: do not wait for it."""
+        with self._lock:
+            if key in self._items:
+                self._items[key][0].discard(name)
+                self._items[key][1].discard(name)
+
+    def deletes(self, key: Hashable) -> set[str]:
+        """Names whose deletion is still expected."""
+        with self._lock:
+            item = self._items.get(key)
+            return set(item[1]) if item else set()
+
+    def satisfied(self, key: Hashable, present: set[str], gone_or_terminating: set[str]) -> bool:
+        """True when every expected creation is in `present` and every expected deletion
+        in `gone_or_terminating` (or the expectations timed out)."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return True
+            add, remove, deadline = item
+            add -= present
+            remove -= gone_or_terminating
+            if (not add and not remove) or time.monotonic() > deadline:
+                self._items.pop(key, None)
+                return True
+            return False
+
+
+class ReplicaSetController(KeyedController):
+    """Keeps each ReplicaSet's pods at spec.replicas (keys: (namespace, name))."""
+
+    name = "replicaset"
+    workers = 4
+
+    def __init__(self, context: ControllerContext) -> None:
+        super().__init__(context)
+        self.expectations = Expectations()
+
+    def keys_for(self, kind: str, namespace: str, name: str) -> Iterable[Hashable]:
+        if kind == "ReplicaSet":
+            return [(namespace, name)]
+        if kind != "Pod":
+            return []
+        cache = self.context.cache
+        pod = cache.get("Pod", namespace, name)
+        if pod is None:
+            # Gone: any ReplicaSet of the namespace may have lost it.
+            return [(namespace, rs.metadata.name) for rs in cache.list("ReplicaSet", namespace)]
+        ref = controller_of(pod)
+        if ref is not None:
+            return [(namespace, ref.name)] if ref.kind == "ReplicaSet" else []
+        return [(namespace, rs.metadata.name) for rs in cache.list("ReplicaSet", namespace)
+                if selector_from_proto(rs.spec.selector).matches(pod.metadata.labels)]
+
+    def sync(self, key: Hashable) -> float | None:
+        namespace, name = key  # type: ignore[misc]
+        cache = self.context.cache
+        rs = cache.get("ReplicaSet", namespace, name)
+        if rs is None:
+            return None
+        uid = rs.metadata.uid
+        pods = [p for p in cache.list("Pod", namespace)
+                if (ref := controller_of(p)) is None or ref.uid == uid]
+        present = {p.metadata.name for p in pods}
+        terminating = {p.metadata.name for p in pods if p.metadata.deletion_timestamp}
+        gone = terminating | (self.expectations.deletes(key) - present)
+        if not self.expectations.satisfied(key, present, gone):
+            return 0.5
+        plan = plan_replica_set(rs, pods, time.time())
+        api = self.context.api
+        for pod in plan.adopt:
+            adopted = copy_of(pod)
+            adopted.metadata.owner_references.append(controller_ref(rs))
+            api.update(adopted)
+        for pod in plan.release:
+            released = copy_of(pod)
+            keep = [r for r in released.metadata.owner_references if r.uid != rs.metadata.uid]
+            del released.metadata.owner_references[:]
+            released.metadata.owner_references.extend(keep)
+            api.update(released)
+        if plan.delete:
+            self.expectations.expect(key, deletes=[p.metadata.name for p in plan.delete])
+            for pod in plan.delete:
+                try:
+                    api.delete("Pod", namespace, pod.metadata.name,
+                               precondition_uid=pod.metadata.uid)
+                    self.context.record(rs, "Normal", "SuccessfulDelete",
+                                        f"Deleted pod: {pod.metadata.name}")
+                except (apierrors.NotFound, apierrors.Conflict):
+                    self.expectations.forget(key, pod.metadata.name)
+        if plan.create:
+            self._create(key, rs, plan.create)
+        if plan.status is not None:
+            fresh = copy_of(rs)
+            fresh.status.CopyFrom(plan.status)
+            api.update_status(fresh)
+        return plan.recheck_after
+
+
+    def _create(self, key: Hashable, rs: apps_pb2.ReplicaSet, count: int) -> None:
+        """Create `count` pods in waves of 1, 2, 4, ... up to `CREATE_BATCH` pods, each wave
+        one store transaction (a wave that fails stops the rest: a broken template costs
+        one failed write, not hundreds)."""
+        created = 0
+        wave = 1
+        api = self.context.api
+        while created < count:
+            size = min(wave, count - created, CREATE_BATCH)
+            pods = [pod_from_template(rs, f"{rs.metadata.name}-{random_suffix()}")
+                    for _ in range(size)]
+            names = [p.metadata.name for p in pods]
+            self.expectations.expect(key, creates=names)
+            try:
+                api.create_many(pods)
+            except apierrors.ApiError as e:
+                for name in names:
+                    self.expectations.forget(key, name)
+                self.context.record(rs, "Warning", "FailedCreate", f"Error creating: {e}")
+                raise
+            for name in names:
+                self.context.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}")
+            created += size
+            wave *= 2

@@ -1,0 +1,202 @@
+"""The scheduler loop: pending pods from the cache -> `scheduling.schedule` -> bindings
+written in batches (one Raft transaction per `bind_chunk` pods through ObjectApi.bind_pods).
+
+```
+ pod change ─> index: pending keys, bound (node, requests) ─> dirty when a pod is
+               pending or resources were freed
+ cycle: pending pods (oldest first, minus assumed and backing-off ones)
+        node states = cache nodes + index + assumed pods ─> plan = schedule(...)
+        bind_pods(chunk) ── Conflict ──> split the chunk, bind the halves
+        failures ─> PodScheduled=False (Unschedulable) + FailedScheduling event
+```
+
+Chunks of one cycle are bound by up to 4 concurrent transactions (the Raft log batches
+them). Assumed pods: a pod just bound is counted on its node until the cache shows the
+binding (or `assume_seconds` pass), so the next cycle never double-books a node. An unschedulable
+pod is retried when a node, volume or claim changes, a pod goes away, or after
+`retry_unschedulable_seconds`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from raftkube import apierrors
+from raftkube.api.v1 import pod_pb2
+from raftkube.logging_config import get_logger
+from raftkube.masters.controllers.manager import ControllerContext
+from raftkube.masters.controllers.objects_util import TERMINAL_PHASES, condition, copy_of
+from raftkube.masters.controllers.scheduling import (
+    PodNeeds,
+    SchedulerConfig,
+    build_node_states,
+    pod_needs,
+    schedule,
+)
+from raftkube.masters.object_api import rfc3339_now, set_condition
+
+log = get_logger(__name__)
+
+PodKey = tuple[str, str]
+
+
+@dataclass
+class Scheduler:
+    """Leader-only scheduler (a controller of the controller manager)."""
+
+    context: ControllerContext
+    config: SchedulerConfig = field(default_factory=SchedulerConfig)
+    assume_seconds: float = 30.0
+    name: str = "scheduler"
+    _dirty: threading.Event = field(default_factory=threading.Event)
+    _epoch: int = 0
+    _assumed: dict[PodKey, tuple[str, float, PodNeeds]] = field(default_factory=dict)
+    _unschedulable: dict[PodKey, tuple[int, float, str]] = field(default_factory=dict)
+    _start: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: set[PodKey] = field(default_factory=set)
+    _bound: dict[PodKey, tuple[str, PodNeeds]] = field(default_factory=dict)
+    _binders: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="scheduler-bind"))
+    bound_total: int = 0
+
+    def on_change(self, kind: str, namespace: str, name: str) -> None:
+        """Keep the index of pending and bound pods current (cheap: one pod per call)."""
+        if kind == "Pod":
+            key = (namespace, name)
+            pod = self.context.cache.get("Pod", namespace, name)
+            with self._lock:
+                if pod is None or pod.status.phase in TERMINAL_PHASES or (
+                        not pod.spec.node_name and pod.metadata.deletion_timestamp):
+                    self._pending.discard(key)
+                    if self._bound.pop(key, None) is not None or pod is None:
+                        self._epoch += 1  # resources were freed
+                        self._dirty.set()
+                    return
+                if pod.spec.node_name:
+                    self._pending.discard(key)
+                    self._assumed.pop(key, None)
+                    known = self._bound.get(key)
+                    if known is None or known[0] != pod.spec.node_name:
+                        self._bound[key] = (pod.spec.node_name, pod_needs(pod, {}, {}))
+                    return
+                self._bound.pop(key, None)
+                self._pending.add(key)
+            self._dirty.set()
+        elif kind in ("Node", "PersistentVolume", "PersistentVolumeClaim"):
+            self._epoch += 1
+            self._dirty.set()
+
+    def run(self, stop: threading.Event) -> None:
+        self._dirty.set()
+        try:
+            while not stop.is_set():
+                if not self._dirty.wait(1.0) and not self._unschedulable:
+                    continue
+                self._dirty.clear()
+                try:
+                    if self.cycle():
+                        self._dirty.set()
+                except apierrors.ApiError as e:
+                    log.warning("scheduling cycle failed", error=str(e))
+                    stop.wait(0.2)
+                    self._dirty.set()
+        finally:
+            self._binders.shutdown(wait=True)
+
+    # -- one cycle ------------------------------------------------------------------------
+    def cycle(self) -> bool:
+        """Schedule one batch; True when more pending pods remain."""
+        cache = self.context.cache
+        now = time.monotonic()
+        with self._lock:
+            pending_keys = list(self._pending)
+            placed = list(self._bound.values())
+            for key in [k for k, a in self._assumed.items() if now - a[1] >= self.assume_seconds]:
+                self._assumed.pop(key)
+            placed += [(node, needs) for node, _, needs in self._assumed.values()]
+            assumed = set(self._assumed)
+        pending: list[pod_pb2.Pod] = []
+        for key in pending_keys:
+            if key in assumed:
+                continue
+            pod = cache.get("Pod", *key)
+            if pod is None or pod.spec.node_name or pod.metadata.deletion_timestamp:
+                continue
+            failed = self._unschedulable.get(key)
+            if failed is not None and failed[0] == self._epoch and (
+                    now - failed[1] < self.config.retry_unschedulable_seconds):
+                continue
+            pending.append(pod)
+        for key in [k for k in self._unschedulable if k not in self._pending]:
+            self._unschedulable.pop(key, None)
+        if not pending:
+            return False
+        pending.sort(key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
+        batch = pending[: self.config.batch_size]
+        claims = {(c.metadata.namespace, c.metadata.name): c
+                  for c in cache.list("PersistentVolumeClaim")}
+        volumes = {v.metadata.name: v for v in cache.list("PersistentVolume")}
+        nodes = build_node_states(cache.list("Node"), placed)
+        by_key = {(p.metadata.namespace, p.metadata.name): p for p in batch}
+        needs = {(p.metadata.namespace, p.metadata.name): pod_needs(p, claims, volumes)
+                 for p in batch}
+        plan = schedule(list(needs.values()), nodes, self.config, self._start)
+        self._start += len(batch) * max(1, self.config.nodes_to_score)
+        epoch = self._epoch
+        chunks = [plan.bindings[start: start + self.config.bind_chunk]
+                  for start in range(0, len(plan.bindings), self.config.bind_chunk)]
+        futures = [self._binders.submit(contextvars.copy_context().run, self._bind,
+                                        [(by_key[(ns, name)], node, needs[(ns, name)])
+                                         for ns, name, node in chunk])
+                   for chunk in chunks]
+        for future in futures:
+            future.result()
+        for key, message in plan.failures.items():
+            self._unschedulable[key] = (epoch, time.monotonic(), message)
+            self._report_unschedulable(by_key[key], message)
+        return len(pending) > len(batch)
+
+    def _bind(self, chunk: list[tuple[pod_pb2.Pod, str, PodNeeds]]) -> None:
+        """Bind all of `chunk` in one transaction; on a conflict bind the halves apart so
+        one changed pod does not hold back the others."""
+        if not chunk:
+            return
+        try:
+            self.context.api.bind_pods([(p.metadata.namespace, p.metadata.name,
+                                         p.metadata.resource_version, node)
+                                        for p, node, _ in chunk])
+        except (apierrors.Conflict, apierrors.NotFound, apierrors.Invalid) as e:
+            if len(chunk) == 1:
+                log.debug("binding skipped", pod=chunk[0][0].metadata.name, reason=str(e))
+                return
+            middle = len(chunk) // 2
+            self._bind(chunk[:middle])
+            self._bind(chunk[middle:])
+            return
+        now = time.monotonic()
+        for pod, node, needs in chunk:
+            key = (pod.metadata.namespace, pod.metadata.name)
+            with self._lock:
+                if key in self._pending:  # the cache has not shown the binding yet
+                    self._assumed[key] = (node, now, needs)
+            self._unschedulable.pop(key, None)
+            self.context.record(pod, "Normal", "Scheduled",
+                                f"Successfully assigned {key[0]}/{key[1]} to {node}")
+        self.bound_total += len(chunk)
+
+    def _report_unschedulable(self, pod: pod_pb2.Pod, message: str) -> None:
+        self.context.record(pod, "Warning", "FailedScheduling", message)
+        current = condition(pod.status.conditions, "PodScheduled")
+        if current is not None and current.status == "False" and current.message == message:
+            return
+        updated = copy_of(pod)
+        set_condition(updated.status.conditions, "PodScheduled", "False", rfc3339_now(),
+                      reason="Unschedulable", message=message)
+        with contextlib.suppress(apierrors.Conflict, apierrors.NotFound):
+            self.context.api.update_status(updated)

@@ -1,0 +1,109 @@
+"""Container logs and exec through the API server: the master serves the NodeAgent gRPC
+service itself and forwards each call to the agent on the pod's node.
+
+```
+ raftkubectl logs/exec ──TLS+token──> master: authorize pods/log or pods/exec
+                                         │ pod -> node -> InternalIP : agent port
+                                         └──mutual TLS (master cert, O system:masters)──>
+                                            worker agent NodeAgent.Logs / Exec
+```
+
+Contract: users never reach workers directly; every call is authorized here (`get
+pods/log`, `create pods/exec`) and audited like other requests. The worker's certificate is
+checked against the node's name. Errors from the worker are passed on with their code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from raftkube import apierrors
+from raftkube.api.v1 import node_agent_pb2, node_agent_pb2_grpc
+from raftkube.masters.gatekeeper import Gatekeeper
+from raftkube.masters.object_store import ObjectStore
+from raftkube.objects import registry
+
+_POD = registry.by_kind("Pod")
+_NODE = registry.by_kind("Node")
+
+
+class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
+    """The NodeAgent service on a master, forwarding to the pod's node."""
+
+    def __init__(self, objects: ObjectStore, gatekeeper: Gatekeeper, ca_pem: bytes,
+                 cert_file: Path, key_file: Path) -> None:
+        self._objects = objects
+        self._gate = gatekeeper
+        self._credentials = grpc.ssl_channel_credentials(
+            ca_pem, Path(key_file).read_bytes(), Path(cert_file).read_bytes())
+        self._channels: dict[tuple[str, str], grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+    def _node_stub(self, target: node_agent_pb2.ContainerRef, subresource: str,
+                   verb: str) -> node_agent_pb2_grpc.NodeAgentStub:
+        namespace = target.namespace or "default"
+        pod = self._objects.get_many(_POD, namespace, target.pod)
+        node_name = pod.spec.node_name if pod is not None else None
+        self._gate.check(verb, _POD, namespace, target.pod, subresource=subresource,
+                         object_node=node_name)
+        if pod is None:
+            raise apierrors.NotFound(f'pods "{target.pod}" not found in namespace '
+                                     f'"{namespace}"')
+        if not node_name:
+            raise apierrors.Invalid(f'pod "{target.pod}" is not running on a node yet')
+        node = self._objects.get_many(_NODE, "", node_name)
+        address = next((a.address for a in node.status.addresses if a.type == "InternalIP"),
+                       "") if node is not None else ""
+        port = node.status.daemon_endpoints.kubelet_endpoint.port if node is not None else 0
+        if not address or not port:
+            raise apierrors.Unavailable(f'node "{node_name}" publishes no logs/exec service')
+        host = f"[{address}]" if ":" in address else address
+        key = (f"{host}:{port}", node_name)
+        with self._lock:
+            channel = self._channels.get(key)
+            if channel is None:
+                channel = grpc.secure_channel(
+                    key[0], self._credentials,
+                    options=[("grpc.ssl_target_name_override", node_name)])
+                self._channels[key] = channel
+        return node_agent_pb2_grpc.NodeAgentStub(channel)
+
+    def Logs(self, request, context) -> Iterator[node_agent_pb2.LogsChunk]:
+        try:
+            stub = self._node_stub(request.target, "log", "get")
+        except apierrors.ApiError as e:
+            e.abort(context)
+        upstream = stub.Logs(request)
+        context.add_callback(upstream.cancel)
+        try:
+            yield from upstream
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                context.abort(e.code(), f"from the node: {e.details()}")
+
+    def Exec(self, request_iterator, context) -> Iterator[node_agent_pb2.ExecOutput]:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("start"):
+            apierrors.Invalid("the first Exec message must carry `start`").abort(context)
+        try:
+            stub = self._node_stub(first.start.target, "exec", "create")
+        except apierrors.ApiError as e:
+            e.abort(context)
+        upstream = stub.Exec(itertools.chain([first], request_iterator))
+        context.add_callback(upstream.cancel)
+        try:
+            yield from upstream
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                context.abort(e.code(), f"from the node: {e.details()}")
