@@ -77,7 +77,7 @@ class AgentHarness:
             node_name=name, client_config=self.cluster.layout.worker_config(name),
             runtime=RuntimeConfig(kind="podman", podman_socket=self.podman.store.socket_path,
                                   network=self.podman.network),
-            node_ip="127.0.0.1", pod_cidr=str(self.podman.subnet),
+            node_ip="127.0.0.1",
             data_dir=self.root / name, lease_interval_seconds=0.5,
             resolv_conf=ResolvConfig(nameservers=("10.96.0.10",),
                                      searches=("svc.cluster.local",)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from raftkube.api.v1 import core_pb2, meta_pb2, node_agent_pb2, pod_pb2, storage_pb2
+from raftkube.api.v1 import apps_pb2, core_pb2, node_agent_pb2, pod_pb2, storage_pb2
 from raftkube.testing.agent_harness import (
     AgentHarness,
     condition,
@@ -48,7 +49,9 @@ def test_node_registered_with_lease(harness: AgentHarness, agent) -> None:
     assert node.metadata.labels["kubernetes.io/hostname"] == "w1"
     assert int(node.status.capacity["pods"]) == 110
     assert int(node.status.capacity["cpu"]) == os.cpu_count()
-    assert node.spec.pod_cidr == str(harness.podman.subnet)  # type: ignore[union-attr]
+    # no podCIDR configured: the masters allocate one from the cluster range
+    assert ipaddress.ip_network(node.spec.pod_cidr).subnet_of(
+        ipaddress.ip_network("10.244.0.0/16"))
     assert condition(node, "Ready") == "True"
     assert {a.type for a in node.status.addresses} == {"InternalIP", "Hostname"}
     assert any("localhost/busybox:latest" in i.names for i in node.status.images)
@@ -341,12 +344,19 @@ def test_statefulset_pods_fenced_when_masters_unreachable(harness: AgentHarness)
     """Uses node w2 with its own agent; kills every master, then brings them back."""
     agent = harness.start_agent("w2", fencing_timeout_seconds=3.0)
     ns = harness.namespace()
-    sts = harness.pod("db-0", ns, node="w2")
-    sts.metadata.owner_references.append(meta_pb2.OwnerReference(
-        api_version="apps/v1", kind="StatefulSet", name="db", uid="11111111-2222",
-        controller=True))
+    sts = apps_pb2.StatefulSet(api_version="apps/v1", kind="StatefulSet")
+    sts.metadata.name, sts.metadata.namespace = "db", ns
+    sts.spec.replicas = 1
+    sts.spec.service_name = "db"
+    sts.spec.selector.match_labels["app"] = "db"
+    template = sts.spec.template
+    template.metadata.labels["app"] = "db"
+    template.spec.node_selector["kubernetes.io/hostname"] = "w2"
+    template.spec.termination_grace_period_seconds = 2
+    template.spec.containers.append(container("main", ["sleep", "3600"]))
+    harness.create(sts)
+    sts_pod = harness.pod("db-0", ns, node="w2")  # made by the StatefulSet controller
     plain = harness.pod("web", ns, node="w2")
-    sts_pod = harness.create(sts)
     plain_pod = harness.create(plain)
     sts_running = harness.wait_pod(sts_pod, ready, what="sts Ready")
     harness.wait_pod(plain_pod, ready, what="plain Ready")
@@ -488,3 +498,46 @@ def test_persistent_volume_survives_the_pod_and_host_path_checks(harness: AgentH
     waiting = harness.get_pod(created)
     assert waiting.status.phase == "Pending"
     assert "not a directory" in container_state(waiting, "c").state.waiting.message
+
+
+def test_agent_carries_on_when_the_leader_master_dies(harness: AgentHarness, agent) -> None:
+    ns = harness.namespace()
+    leader = harness.cluster.leader_index()
+    harness.cluster.kill(leader)
+    try:
+        harness.cluster.leader_index(timeout=60)
+        pod = harness.create(harness.pod("after-failover", ns))
+        running = harness.wait_pod(pod, ready, what="Ready after a leader change", timeout=90)
+        assert running.status.phase == "Running"
+        lease = harness.admin.resource("Lease").get("w1", "raftkube-node-lease").spec.renew_time
+        time.sleep(2)
+        assert harness.admin.resource("Lease").get("w1", "raftkube-node-lease").spec.renew_time \
+            > lease, "the Lease is renewed through the surviving masters"
+    finally:
+        harness.cluster.restart(leader)
+
+
+def test_dead_sandbox_is_restarted_with_its_containers(harness: AgentHarness, agent) -> None:
+    ns = harness.namespace()
+    pod = harness.pod("netless", ns)
+    pod.spec.termination_grace_period_seconds = 1
+    created = harness.create(pod)
+    running = harness.wait_pod(created, ready, what="Ready")
+    rt = harness.podman.runtime  # type: ignore[union-attr]
+    sandbox = rt.pod_sandbox_status(running.metadata.uid)
+    assert sandbox is not None
+    infra = harness.podman.podman("pod", "inspect", "-f", "{{.InfraContainerID}}",  # type: ignore[union-attr]
+                                  sandbox.sandbox_id).stdout.decode().strip()
+    os.kill(host_pid(harness, infra), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        current = rt.pod_sandbox_status(running.metadata.uid)
+        if current is not None and current.ready and any(
+                c.state.value == "running" for c in rt.list_containers(running.metadata.uid)):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the sandbox was not brought back with a running container")
+    again = harness.wait_pod(created, lambda p: ready(p) and p.status.pod_ip == current.ip,
+                             what="Ready with the new sandbox's IP")
+    assert "Killing" in {e.reason for e in harness.events(again)}

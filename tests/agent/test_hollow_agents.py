@@ -44,10 +44,25 @@ def test_hollow_fleet_registers_renews_and_runs_pods() -> None:
                                      lambda p: container_state(p, "c").restart_count >= 1,
                                      what="a restart")
         assert container_state(restarted, "c").last_state.terminated.exit_code == 2
+        limited = harness.pod("limited", ns, node="hollow-5")
+        limited.spec.active_deadline_seconds = 2
+        limited = harness.create(limited)
+        failed = harness.wait_pod(limited, lambda p: p.status.phase == "Failed",
+                                  what="DeadlineExceeded")
+        assert failed.status.reason == "DeadlineExceeded"
+        assert container_state(failed, "main").state.terminated.finished_at
         harness.admin.pods.delete("p0", ns)
         harness.wait_gone(pods[0], timeout=30)
         time.sleep(1.5)
         assert leases.get("hollow-7", "raftkube-node-lease").spec.renew_time > first
+        fleet.kill("hollow-7")
+        time.sleep(1.5)
+        silent = leases.get("hollow-7", "raftkube-node-lease").spec.renew_time
+        time.sleep(2.0)
+        assert leases.get("hollow-7", "raftkube-node-lease").spec.renew_time == silent
+        fleet.revive("hollow-7")
+        time.sleep(1.5)
+        assert leases.get("hollow-7", "raftkube-node-lease").spec.renew_time > silent
     finally:
         fleet.stop()
         harness.close()

@@ -27,7 +27,7 @@ def _write_config(harness: AgentHarness, path: Path) -> None:
         "runtime": {"kind": "podman", "podmanSocket": str(harness.podman.store.socket_path),
                     "network": harness.podman.network, "startService": False},
         "nodeIP": "127.0.0.1",
-        "podCIDR": str(harness.podman.subnet),
+        "podCIDR": "10.244.77.0/24",
         "labels": {"disk": "ssd"},
         "taints": [{"key": "dedicated", "value": "test", "effect": "NoSchedule"}],
         "dataDir": str(harness.root / "proc-w1"),
@@ -57,6 +57,7 @@ def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path)
                                    what="Ready", timeout=90)
         node = harness.admin.nodes.get("w1")
         assert node.metadata.labels["disk"] == "ssd"
+        assert node.spec.pod_cidr == "10.244.77.0/24", "a configured podCIDR is kept"
         assert [(t.key, t.effect) for t in node.spec.taints] == [("dedicated", "NoSchedule")]
         cid = container_state(running, "main").container_id
         process.send_signal(signal.SIGTERM)
@@ -71,6 +72,9 @@ def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path)
         assert container_state(after, "main").restart_count == 0
         harness.admin.pods.delete("p", ns, grace_period_seconds=1)
         harness.wait_gone(after, timeout=30)
+        deadline = time.monotonic() + 20
+        while rt.list_containers(running.metadata.uid) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert rt.list_containers(running.metadata.uid) == []
     finally:
         if process is not None and process.poll() is None:

@@ -223,3 +223,27 @@ def test_probe_counter_thresholds() -> None:
     probe = pod_pb2.Probe()
     defaults = ProbeTiming.of(probe, READINESS)
     assert (defaults.period, defaults.timeout, defaults.failure_threshold) == (10, 1, 3)
+
+
+def test_active_deadline_stops_the_pod_and_fails_it() -> None:
+    from raftkube.workers.agent.pod_spec import pod_facts
+    pod = _pod()
+    pod.spec.active_deadline_seconds = 30
+    pod.status.start_time = "2026-01-01T00:00:00Z"
+    start = T0.timestamp()
+    assert not pod_facts(pod, now=start + 29).deadline_exceeded
+    f = pod_facts(pod, now=start + 30)
+    assert f.deadline_exceeded
+    running = Observed(True, (inst("a", 0, ContainerState.RUNNING),))
+    assert kinds(plan_pod(f, running, 0)) == [(ActionKind.STOP_POD, "", 0)]
+    stopped = Observed(True, (inst("a", 0, ContainerState.EXITED, 143),))
+    assert kinds(plan_pod(f, stopped, 0)) == [], "nothing restarts after the deadline"
+    status = pod_status(StatusInputs(pod=pod, facts=f, observed=stopped, waiting=()))
+    assert (status.phase, status.reason) == ("Failed", "DeadlineExceeded")
+
+
+def test_dead_sandbox_under_running_containers_stops_them_first() -> None:
+    running = Observed(False, (inst("a", 0, ContainerState.RUNNING),))
+    assert kinds(plan_pod(facts(), running, 0)) == [(ActionKind.STOP_POD, "", 0)]
+    stopped = Observed(False, (inst("a", 0, ContainerState.EXITED, 137),))
+    assert kinds(plan_pod(facts(), stopped, 0)) == [(ActionKind.ENSURE_SANDBOX, "", 0)]

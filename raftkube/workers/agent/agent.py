@@ -190,6 +190,8 @@ class Agent:
             worker.shutdown()
         if self._own_queue:
             self.queue.stop()
+        for worker in workers:
+            worker.shutdown()  # probes a sync in flight may have started meanwhile
         for thread in self._threads:
             thread.join(10)
         self._stop_pool.shutdown(wait=False, cancel_futures=True)

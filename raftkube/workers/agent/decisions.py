@@ -14,7 +14,8 @@ empty. Kubernetes semantics kept here:
   non-zero exit; Never: never), the first restart at once, then after a back-off that
   starts at `initial` seconds and doubles up to `maximum` (CrashLoopBackOff meanwhile);
 - a container whose liveness probe failed is killed and then restarted the same way;
-- a pod being deleted (or fenced) has all its containers stopped with its grace period.
+- a pod being deleted (or fenced) has all its containers stopped with its grace period;
+- a sandbox that died under running containers: they are stopped, a new sandbox made.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class PodFacts:
     restart_policy: the pod's restartPolicy.
     terminating: deletionTimestamp is set, or the agent fences the pod: stop everything.
     grace_seconds: how long containers get between the stop signal and SIGKILL.
+    deadline_exceeded: activeDeadlineSeconds has passed since the pod started: its
+        containers are stopped and it fails (DeadlineExceeded); nothing is restarted.
     """
 
     uid: str
@@ -52,6 +55,7 @@ class PodFacts:
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     terminating: bool = False
     grace_seconds: float = 30.0
+    deadline_exceeded: bool = False
 
 
 @dataclass
@@ -213,9 +217,17 @@ def plan_pod(facts: PodFacts, observed: Observed, now: float) -> Plan:
         if running:
             return Plan((Action(ActionKind.STOP_POD, grace_seconds=facts.grace_seconds),))
         return Plan((Action(ActionKind.FINISH_DELETION),))
+    if facts.deadline_exceeded:
+        if any(c.state is ContainerState.RUNNING for c in observed.instances):
+            return Plan((Action(ActionKind.STOP_POD, grace_seconds=facts.grace_seconds),))
+        return Plan()
     if not observed.sandbox_ready:
         if _pod_finished(facts, observed):
             return Plan()
+        if any(c.state is ContainerState.RUNNING for c in observed.instances):
+            # the sandbox died under running containers (their network is gone): stop
+            # them, then a new sandbox; they restart per restartPolicy
+            return Plan((Action(ActionKind.STOP_POD, grace_seconds=facts.grace_seconds),))
         return Plan((Action(ActionKind.ENSURE_SANDBOX),))
     actions: list[Action] = []
     waiting: list[Waiting] = []

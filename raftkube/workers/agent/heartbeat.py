@@ -13,6 +13,7 @@ growing `since_renewal()` quickly.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -90,14 +91,25 @@ class NodeHeartbeat:
         desired = self._desired()
         nodes = self.client.nodes
         try:
-            created = nodes.create(desired)
-            stored = created
-        except apierrors.AlreadyExists:
+            # read first: a create of an existing Node may be refused for its podCIDR
+            # (already claimed: by this very Node) before AlreadyExists is considered
             current = nodes.get(self.config.node_name)
+        except apierrors.NotFound:
+            current = None
+        if current is None:
+            try:
+                stored = self._create_node(desired)
+            except apierrors.AlreadyExists:
+                current = nodes.get(self.config.node_name)
+        if current is not None:
             current.metadata.labels.update(desired.metadata.labels)
-            current.spec.pod_cidr = desired.spec.pod_cidr or current.spec.pod_cidr
-            if desired.spec.pod_cidrs:
-                current.spec.pod_cidrs[:] = list(desired.spec.pod_cidrs)
+            if not current.spec.pod_cidr and desired.spec.pod_cidr:
+                # podCIDR is set once (by us or the masters' allocator), never changed
+                current.spec.pod_cidr = desired.spec.pod_cidr
+                current.spec.pod_cidrs.append(desired.spec.pod_cidr)
+            elif desired.spec.pod_cidr and desired.spec.pod_cidr != current.spec.pod_cidr:
+                log.warning("configured podCIDR differs from the Node's; keeping the Node's",
+                            configured=desired.spec.pod_cidr, node=current.spec.pod_cidr)
             present = {(t.key, t.effect) for t in current.spec.taints}
             # config taints are added; taints others put (e.g. unreachable) are kept
             current.spec.taints.extend(t for t in desired.spec.taints
@@ -114,6 +126,18 @@ class NodeHeartbeat:
                     raise
                 time.sleep(0.1)
         return stored
+
+    def _create_node(self, desired: core_pb2.Node, attempts: int = 20) -> core_pb2.Node:
+        """Create the Node; Conflict (the masters' pod-subnet allocation raced another
+        registration) is retried after a short jittered pause."""
+        for attempt in range(attempts):
+            try:
+                return self.client.nodes.create(desired)
+            except apierrors.Conflict:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 + random.random() * 0.2)
+        raise AssertionError("unreachable")
 
     def _write_status(self, desired: core_pb2.Node, previous: core_pb2.NodeStatus,
                       client: Client | None = None) -> None:

@@ -9,7 +9,9 @@ waits with reason CreateContainerConfigError).
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from raftkube.api.v1 import core_pb2, pod_pb2
@@ -50,14 +52,31 @@ def grace_seconds(pod: pod_pb2.Pod) -> float:
     return float(DEFAULT_GRACE_SECONDS)
 
 
-def pod_facts(pod: pod_pb2.Pod, fenced: bool = False) -> PodFacts:
+def active_deadline(pod: pod_pb2.Pod, start_time: str) -> float | None:
+    """Wall-clock time (epoch seconds) at which activeDeadlineSeconds runs out, or None."""
+    if not pod.spec.HasField("active_deadline_seconds") or not start_time:
+        return None
+    try:
+        started = datetime.fromisoformat(start_time.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return started.timestamp() + pod.spec.active_deadline_seconds
+
+
+def pod_facts(pod: pod_pb2.Pod, fenced: bool = False, start_time: str = "",
+              now: float | None = None) -> PodFacts:
+    """The plan's view of `pod`. `start_time` (RFC 3339) and `now` (epoch seconds) decide
+    whether activeDeadlineSeconds has run out."""
+    deadline = active_deadline(pod, pod.status.start_time or start_time)
+    wall = time.time() if now is None else now
     return PodFacts(
         uid=pod.metadata.uid,
         init_containers=tuple(c.name for c in pod.spec.init_containers),
         containers=tuple(c.name for c in pod.spec.containers),
         restart_policy=RestartPolicy.parse(pod.spec.restart_policy),
         terminating=bool(pod.metadata.deletion_timestamp) or fenced,
-        grace_seconds=grace_seconds(pod))
+        grace_seconds=grace_seconds(pod),
+        deadline_exceeded=deadline is not None and wall >= deadline)
 
 
 def sandbox_spec(pod: pod_pb2.Pod, node: str, network: str,

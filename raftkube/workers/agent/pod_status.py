@@ -179,6 +179,13 @@ def pod_status(inputs: StatusInputs) -> pod_pb2.PodStatus:
         status.pod_ips.add(ip=inputs.pod_ip)
     status.start_time = previous.start_time or inputs.start_time
     status.qos_class = qos_class(pod)
+    if inputs.facts.deadline_exceeded:
+        status.phase = "Failed"
+        status.reason = "DeadlineExceeded"
+        status.message = "Pod was active on the node longer than the specified deadline"
+        for condition in status.conditions:
+            if condition.type in ("Ready", "ContainersReady") and condition.status == "True":
+                condition.status, condition.reason = "False", "PodFailed"
     return status
 
 

@@ -38,6 +38,7 @@ from raftkube.workers.agent.decisions import (
 from raftkube.workers.agent.pod_spec import (
     ConfigError,
     ObjectSource,
+    active_deadline,
     container_env,
     container_spec,
     pod_facts,
@@ -109,6 +110,7 @@ class PodWorker:
         self.memory: dict[str, ContainerMemory] = {}
         self.sandbox: PodSandboxStatus | None = None
         self._sandbox_checked = False
+        self._sandbox_checked_at = 0.0
         self._volumes: PreparedVolumes | None = None
         self._volumes_at = 0.0
         self._reported: pod_pb2.PodStatus | None = pod.status if pod is not None else None
@@ -173,9 +175,9 @@ class PodWorker:
         assert pod is not None
         fenced = self.deps.fenced() and (is_statefulset_pod(pod)
                                          or bool(pod.metadata.deletion_timestamp))
-        facts = pod_facts(pod, fenced=fenced)
         if not self._start_time:
             self._start_time = now_rfc3339()
+        facts = pod_facts(pod, fenced=fenced, start_time=self._start_time)
         plan = Plan()
         observed = self._observe()
         for _ in range(MAX_ROUNDS):
@@ -203,15 +205,22 @@ class PodWorker:
             wake = refresh if wake is None else min(wake, refresh)
         retry = min((m.next_try for m in self.memory.values()
                      if m.error_reason and m.next_try > self.deps.clock()), default=None)
+        deadline = active_deadline(pod, pod.status.start_time or self._start_time)
+        if deadline is not None and not facts.deadline_exceeded:
+            retry_at = self.deps.clock() + max(0.0, deadline - time.time())
+            retry = retry_at if retry is None else min(retry, retry_at)
         candidates = [t for t in (wake, retry) if t is not None]
         return min(candidates) if candidates else None
 
     # -- observe ---------------------------------------------------------------------------
     def _observe(self) -> Observed:
         runtime = self.deps.runtime
-        if not self._sandbox_checked or self.sandbox is None:
+        stale = self.deps.clock() - self._sandbox_checked_at > RESYNC_SECONDS
+        if not self._sandbox_checked or self.sandbox is None or stale:
+            # re-read now and then: a sandbox whose infra died must be noticed
             self.sandbox = runtime.pod_sandbox_status(self.uid)
             self._sandbox_checked = True
+            self._sandbox_checked_at = self.deps.clock()
         instances = tuple(runtime.list_containers(self.uid))
         ready = self.sandbox is not None and self.sandbox.ready
         return Observed(sandbox_ready=ready, instances=instances, memory=self.memory)

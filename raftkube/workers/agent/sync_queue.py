@@ -34,14 +34,18 @@ class SyncQueue:
         self._timers: list[tuple[float, str]] = []
         self._deadline: dict[str, float] = {}  # the one live timer per uid
         self._stopped = False
+        self._started = False
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
                          for i in range(workers)]
         self._threads.append(threading.Thread(target=self._timer_loop, name=f"{name}-timer",
                                               daemon=True))
 
     def start(self) -> SyncQueue:
-        for thread in self._threads:
-            thread.start()
+        """Start the threads (idempotent)."""
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
         return self
 
     def add(self, uid: str) -> None:
@@ -74,8 +78,8 @@ class SyncQueue:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        for thread in self._threads:
-            if thread.ident is not None:  # stop() before start() (a failed start) is fine
+        if self._started:
+            for thread in self._threads:
                 thread.join(timeout)
 
     def _timer_loop(self) -> None:
