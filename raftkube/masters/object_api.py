@@ -508,33 +508,6 @@ class ObjectApi:
         and released), Background (default) removes the object now and leaves dependents
         to the garbage collector.
         """
-        for attempt in range(SERVER_SIDE_RETRIES):
-            try:
-                return self._delete_once(
-                    kind, namespace, name, grace_period_seconds=grace_period_seconds,
-                    propagation_policy=propagation_policy,
-                    precondition_resource_version=precondition_resource_version,
-                    precondition_uid=precondition_uid, dry_run=dry_run)
-            except apierrors.Conflict:
-                # Without a resourceVersion precondition the caller did not ask for a
-                # particular version: a concurrent write (status) only means read again.
-                if precondition_resource_version or attempt == SERVER_SIDE_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _delete_once(self, kind: str, namespace: str, name: str, *,
-               grace_period_seconds: int | None = None, propagation_policy: str = "",
-               precondition_resource_version: str = "", precondition_uid: str = "",
-               dry_run: bool = False) -> tuple[Message, bool]:
-        """Delete an object: (object as last stored, gone now?).
-
-        Pods bound to a node are deleted gracefully (deletionTimestamp set; the node's agent
-        stops the containers and finishes the delete); objects with finalizers are marked
-        and removed when the last finalizer goes; Foreground adds the foregroundDeletion
-        finalizer (dependents go first), Orphan the orphan finalizer (dependents are kept
-        and released), Background (default) removes the object now and leaves dependents
-        to the garbage collector.
-        """
         info = self.kind(kind)
         namespace = (namespace or "default") if info.namespaced else ""
         policy = propagation_policy or "Background"
@@ -543,6 +516,24 @@ class ObjectApi:
                 f"propagationPolicy: {policy!r} is not one of {', '.join(PROPAGATION_POLICIES)}")
         if grace_period_seconds is not None and grace_period_seconds < 0:
             raise apierrors.Invalid("gracePeriodSeconds: must be zero or positive")
+        # Without a resourceVersion precondition the caller asked for no particular
+        # version: a concurrent write (a controller's status) only means read again.
+        retries = 1 if precondition_resource_version else SERVER_SIDE_RETRIES
+        for attempt in range(retries):
+            try:
+                return self._delete_current(info, namespace, name, policy,
+                                            grace_period_seconds,
+                                            precondition_resource_version,
+                                            precondition_uid, dry_run)
+            except apierrors.Conflict:
+                if attempt == retries - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _delete_current(self, info: KindInfo, namespace: str, name: str, policy: str,
+                        grace_period_seconds: int | None, precondition_resource_version: str,
+                        precondition_uid: str, dry_run: bool) -> tuple[Message, bool]:
+        """One attempt of `delete` against the object as stored now."""
         current = self._current(info, namespace, name)
         self._gate.check("delete", info, namespace, name, object_node=self._object_node(current))
         meta = current.metadata  # type: ignore[attr-defined]

@@ -84,13 +84,7 @@ class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
             stub = self._node_stub(request.target, "log", "get")
         except apierrors.ApiError as e:
             e.abort(context)
-        upstream = stub.Logs(request)
-        context.add_callback(upstream.cancel)
-        try:
-            yield from upstream
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.CANCELLED:
-                context.abort(e.code(), f"from the node: {e.details()}")
+        yield from _forward(stub.Logs(request), context)
 
     def Exec(self, request_iterator, context) -> Iterator[node_agent_pb2.ExecOutput]:
         first = next(request_iterator, None)
@@ -100,10 +94,15 @@ class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
             stub = self._node_stub(first.start.target, "exec", "create")
         except apierrors.ApiError as e:
             e.abort(context)
-        upstream = stub.Exec(itertools.chain([first], request_iterator))
-        context.add_callback(upstream.cancel)
-        try:
-            yield from upstream
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.CANCELLED:
-                context.abort(e.code(), f"from the node: {e.details()}")
+        yield from _forward(stub.Exec(itertools.chain([first], request_iterator)), context)
+
+
+def _forward(upstream, context) -> Iterator:
+    """Relay a node's response stream; cancel it when our caller goes away; pass its
+    errors on with their codes."""
+    context.add_callback(upstream.cancel)
+    try:
+        yield from upstream
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.CANCELLED:
+            context.abort(e.code(), f"from the node: {e.details()}")
