@@ -13,7 +13,7 @@ from raftkube.api.v1 import kv_pb2
 from raftkube.consensus.errors import SnapshotError
 from raftkube.consensus.snapshot_file import SNAPSHOT_FILE, bootstrap_from_snapshot, read_snapshot
 from raftkube.testing.store_cluster import StoreCluster
-from tests.integration.store_helpers import all_keys, put, put_retrying
+from tests.integration.store_helpers import all_keys, put_retrying
 
 pytestmark = pytest.mark.slow
 
@@ -23,10 +23,10 @@ SMALL_LOG = {"snapshot_every_entries": 60}
 def test_compaction_and_snapshot_install_on_lagging_follower() -> None:
     with StoreCluster(3, store_overrides=SMALL_LOG) as cluster:
         for i in range(20):
-            put(cluster, 0, b"/s/%03d" % i, b"x")
+            put_retrying(cluster, b"/s/%03d" % i, b"x")
         cluster.kill(2)  # falls behind the compaction point
         for i in range(20, 300):
-            put(cluster, i % 2, b"/s/%03d" % i, b"y" * 100)
+            put_retrying(cluster, b"/s/%03d" % i, b"y" * 100)
         leader = cluster.leader_index()
         assert cluster.status(leader).journal_entries < 200  # the log was compacted
         snap = read_snapshot(os.path.join(cluster.members[leader].data_dir, SNAPSHOT_FILE))
@@ -47,7 +47,7 @@ def test_backup_restore_into_a_new_cluster(tmp_path) -> None:
     backup = tmp_path / "backup.snap"
     with StoreCluster(3) as cluster:
         for i in range(50):
-            put(cluster, i % 3, b"/b/%02d" % i, b"%d" % i)
+            put_retrying(cluster, b"/b/%02d" % i, b"%d" % i)
         source = cluster.wait_converged()
         chunks = cluster.maintenance(1).Snapshot(kv_pb2.StoreSnapshotRequest(),
                                                  metadata=cluster.admin_metadata, timeout=30)
@@ -77,7 +77,7 @@ def test_backup_restore_into_a_new_cluster(tmp_path) -> None:
 def test_force_new_cluster_after_quorum_loss() -> None:
     with StoreCluster(3) as cluster:
         for i in range(30):
-            put(cluster, i % 3, b"/f/%02d" % i, b"v")
+            put_retrying(cluster, b"/f/%02d" % i, b"v")
         cluster.wait_converged()
         survivor = 0
         for i in (1, 2):
