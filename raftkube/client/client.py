@@ -27,7 +27,7 @@ import grpc
 from google.protobuf.message import Message
 
 from raftkube import apierrors
-from raftkube.api.v1 import admin_pb2
+from raftkube.api.v1 import admin_pb2, node_agent_pb2
 from raftkube.client import admin_ops, core, pod_streams
 from raftkube.client.config import ClientOptions
 from raftkube.client.endpoints import Endpoints
@@ -479,6 +479,19 @@ class Client:
             inputs.put(None)
         calls = self._stream_stub().Exec(pod_streams.exec_inputs(start, inputs))
         return pod_streams.ExecSession(calls, inputs)
+
+    def pod_port_forward(self, name: str, port: int, namespace: str | None = None
+                         ) -> pod_streams.PortForwardStream:
+        """A TCP connection to `port` of the pod, relayed through a master and the pod's
+        node."""
+        if not 0 < port < 65536:
+            raise apierrors.Invalid(f"port: {port} is not a port number")
+        first = node_agent_pb2.PortForwardFrame(
+            target=pod_streams.container_ref(namespace or self.options.namespace, name),
+            port=port)
+        outgoing: queue.Queue = queue.Queue()
+        calls = self._stream_stub().PortForward(pod_streams.port_forward_frames(first, outgoing))
+        return pod_streams.PortForwardStream(calls, outgoing)
 
     def close(self) -> None:
         self._transport.close()

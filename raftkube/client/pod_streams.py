@@ -80,3 +80,43 @@ def exec_start(namespace: str, pod: str, command: Iterable[str], *, container: s
         raise apierrors.Invalid("command: required")
     return node_agent_pb2.ExecStart(target=container_ref(namespace, pod, container),
                                     command=command, tty=tty, stdin=stdin)
+
+
+@dataclass
+class PortForwardStream:
+    """One TCP connection relayed to a pod's port: `send(data)`, `close_write()`, and
+    iterate `received()` for the bytes the pod sends until it closes."""
+
+    _calls: Iterator[node_agent_pb2.PortForwardFrame]
+    _outgoing: queue.Queue[node_agent_pb2.PortForwardFrame | None]
+
+    def send(self, data: bytes) -> None:
+        self._outgoing.put(node_agent_pb2.PortForwardFrame(data=data))
+
+    def close_write(self) -> None:
+        self._outgoing.put(node_agent_pb2.PortForwardFrame(close=True))
+        self._outgoing.put(None)
+
+    def received(self) -> Iterator[bytes]:
+        try:
+            for frame in self._calls:
+                if frame.data:
+                    yield frame.data
+                if frame.close:
+                    return
+        except grpc.RpcError as e:
+            raise apierrors.from_rpc_error(e) from None
+        finally:
+            self._outgoing.put(None)
+
+
+def port_forward_frames(first: node_agent_pb2.PortForwardFrame,
+                        outgoing: queue.Queue[node_agent_pb2.PortForwardFrame | None]
+                        ) -> Iterator[node_agent_pb2.PortForwardFrame]:
+    """The request stream of a port forward: `first`, then what is queued, until None."""
+    yield first
+    while True:
+        frame = outgoing.get()
+        if frame is None:
+            return
+        yield frame

@@ -96,6 +96,18 @@ class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
             e.abort(context)
         yield from _forward(stub.Exec(itertools.chain([first], request_iterator)), context)
 
+    def PortForward(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("target"):
+            apierrors.Invalid("the first PortForward message must carry target and port"
+                              ).abort(context)
+        try:
+            stub = self._node_stub(first.target, "portforward", "create")
+        except apierrors.ApiError as e:
+            e.abort(context)
+        yield from _forward(stub.PortForward(itertools.chain([first], request_iterator)),
+                            context)
+
 
 def _forward(upstream, context) -> Iterator:
     """Relay a node's response stream; cancel it when our caller goes away; pass its

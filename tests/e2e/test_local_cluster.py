@@ -191,7 +191,35 @@ def _logs_and_exec(cluster: LocalClusterConfig) -> None:
         session.close_stdin()
         assert b"".join(d for _, d in session.output()) == b"piped through stdin"
         assert session.exit_code == 0
+        # port-forward: one relayed TCP connection to a web pod's HTTP port
+        web = client.pods.list("demo", label_selector="app=web")[0]
+        stream = client.pod_port_forward(web.metadata.name, 8080, "demo")
+        stream.send(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        reply = b"".join(stream.received())
+        assert b"200 OK" in reply and b"It works" in reply
+    _port_forward_cli(cluster, web.metadata.name)
     config = ["--config", str(cluster.client_config)]
     assert raftkubectl_main.main(["logs", "talker", *config]) == 0
     assert raftkubectl_main.main(["exec", "talker", *config, "--", "true"]) == 0
     assert raftkubectl_main.main(["exec", "talker", *config, "--", "false"]) == 1
+
+
+def _port_forward_cli(cluster: LocalClusterConfig, pod: str) -> None:
+    """`raftkubectl port-forward` as a user runs it, then a plain HTTP client on it."""
+    import socket
+    import sys as _sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [_sys.executable, "-m", "raftkube.cli.raftkubectl_main", "port-forward", pod,
+         f"{port}:8080", "-n", "demo", "--max-connections", "1", "--config",
+         str(cluster.client_config)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("Forwarding from 127.0.0.1:")
+        assert "It works" in fetch(f"http://127.0.0.1:{port}/", timeout=10)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -6,6 +6,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PortForwardFrame(_message.Message):
+    __slots__ = ("target", "port", "data", "close")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    target: ContainerRef
+    port: int
+    data: bytes
+    close: bool
+    def __init__(self, target: _Optional[_Union[ContainerRef, _Mapping]] = ..., port: _Optional[int] = ..., data: _Optional[bytes] = ..., close: _Optional[bool] = ...) -> None: ...
+
 class ContainerRef(_message.Message):
     __slots__ = ("namespace", "pod", "container", "pod_uid")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]

@@ -44,6 +44,11 @@ class NodeAgentStub:
                 request_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.ExecInput.SerializeToString,
                 response_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.ExecOutput.FromString,
                 _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/raftkube.api.v1.NodeAgent/PortForward',
+                request_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.SerializeToString,
+                response_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -68,6 +73,15 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PortForward(self, request_iterator, context):
+        """Relay one TCP connection to a port of a pod. The first message must carry `target`
+        and `port`; after that messages carry bytes both ways; `close` (or the end of the
+        stream) closes that direction. UNAVAILABLE: the pod's port refused the connection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +94,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.ExecInput.FromString,
                     response_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.FromString,
+                    response_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +155,33 @@ class NodeAgent:
             '/raftkube.api.v1.NodeAgent/Exec',
             raftkube_dot_api_dot_v1_dot_node__agent__pb2.ExecInput.SerializeToString,
             raftkube_dot_api_dot_v1_dot_node__agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/raftkube.api.v1.NodeAgent/PortForward',
+            raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.SerializeToString,
+            raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-"""`logs POD` and `exec POD -- COMMAND`: container streams through the masters."""
+"""`logs POD`, `exec POD -- COMMAND` and `port-forward POD [LOCAL:]PORT`: container
+streams through the masters."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     execute.add_argument("command", nargs=argparse.REMAINDER,
                          help="[options] -- COMMAND [ARGS...]")
     execute.set_defaults(func=_exec)
+    register_port_forward(subparsers)
 
 
 def _exec_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -87,3 +89,64 @@ def _exec(args: argparse.Namespace) -> int:
             target.write(data)
             target.flush()
     return session.exit_code if session.exit_code is not None else 1
+
+
+def register_port_forward(subparsers: argparse._SubParsersAction) -> None:
+    forward = subparsers.add_parser("port-forward",
+                                    help="forward a local port to a port of a pod")
+    forward.add_argument("pod")
+    forward.add_argument("ports", help="[LOCAL_PORT:]POD_PORT")
+    forward.add_argument("--address", default="127.0.0.1", help="local address to listen on")
+    forward.add_argument("--max-connections", type=int, default=0,
+                         help="stop after this many connections (0: until interrupted)")
+    add_namespace_flags(forward, all_namespaces=False)
+    add_config_flag(forward)
+    forward.set_defaults(func=_port_forward)
+
+
+@command
+def _port_forward(args: argparse.Namespace) -> int:
+    import socket
+
+    local, _, remote = args.ports.rpartition(":")
+    try:
+        pod_port = int(remote)
+        local_port = int(local) if local else pod_port
+    except ValueError:
+        print(f"error: ports: {args.ports!r} is not [LOCAL_PORT:]POD_PORT", file=sys.stderr)
+        return 2
+    listener = socket.create_server((args.address, local_port))
+    bound = listener.getsockname()[1]
+    print(f"Forwarding from {args.address}:{bound} -> {pod_port}", flush=True)
+    relays: list[threading.Thread] = []
+    with make_client(args) as client, listener:
+        while not args.max_connections or len(relays) < args.max_connections:
+            conn, _ = listener.accept()
+            stream = client.pod_port_forward(args.pod, pod_port, args.namespace or None)
+            relay = threading.Thread(target=_relay, args=(conn, stream), daemon=True)
+            relay.start()
+            relays.append(relay)
+        for relay in relays:  # the client's channels must outlive the open connections
+            relay.join()
+    return 0
+
+
+def _relay(conn, stream) -> None:
+    """Copy bytes between a local connection and a port-forward stream until both close."""
+    def local_to_pod() -> None:
+        try:
+            while data := conn.recv(65536):
+                stream.send(data)
+        except OSError:
+            pass
+        finally:
+            stream.close_write()
+
+    threading.Thread(target=local_to_pod, daemon=True).start()
+    try:
+        for data in stream.received():
+            conn.sendall(data)
+    except Exception as e:  # the pod refused or the stream broke: close the local side
+        print(f"error: port-forward: {e}", file=sys.stderr)
+    finally:
+        conn.close()

@@ -12,7 +12,9 @@ system:masters); anything else gets PERMISSION_DENIED. Pods are found through
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -131,6 +133,57 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServicer):
             yield node_agent_pb2.ExecOutput(exit_code=session.exit_code())
         finally:
             session.close()
+
+    def PortForward(self, request_iterator, context):
+        yield from port_forward(self, request_iterator, context)
+
+
+def port_forward(servicer: NodeAgentServicer, request_iterator, context
+                 ) -> Iterator[node_agent_pb2.PortForwardFrame]:
+    """Connect to the pod's IP on the requested port and relay bytes both ways."""
+    servicer._authorize(context)
+    first = next(request_iterator, None)
+    if first is None or not first.HasField("target") or not 0 < first.port < 65536:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                      "the first PortForward message must carry target and port")
+    assert first is not None
+    pod = servicer.pods(first.target.namespace or "default", first.target.pod)
+    if pod is None or not pod.status.pod_ip:
+        context.abort(grpc.StatusCode.NOT_FOUND,
+                      f'pod "{first.target.pod}" is not running on this node')
+    assert pod is not None
+    try:
+        sock = socket.create_connection((pod.status.pod_ip, first.port), timeout=5)
+    except OSError as exc:
+        context.abort(grpc.StatusCode.UNAVAILABLE,
+                      f"pod {first.target.pod} port {first.port}: {exc}")
+    sock.settimeout(None)
+
+    def upstream() -> None:
+        try:
+            if first.data:
+                sock.sendall(first.data)
+            for frame in request_iterator:
+                if frame.data:
+                    sock.sendall(frame.data)
+                if frame.close:
+                    break
+        except (OSError, grpc.RpcError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=upstream, daemon=True, name="port-forward-up").start()
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            yield node_agent_pb2.PortForwardFrame(data=data)
+        yield node_agent_pb2.PortForwardFrame(close=True)
+    finally:
+        sock.close()
 
 
 def _stdin_feed(requests: Iterator[node_agent_pb2.ExecInput],
