@@ -126,7 +126,9 @@ def test_store_losing_acknowledged_writes_is_caught(tmp_path: Path) -> None:
     schedule = [ScheduledFault(0.6, "lose-unsynced", 0.2)]
     [result] = run(lambda: RegisterWorkload(store.get, store.put, store.cas),
                    faults_for(store), [linearizability_checker(time_limit=60)],
-                   config(tmp_path, schedule=schedule), announce=lambda _: None)
+                   # No op cap: on a fast machine 4000 ops finished before the fault at
+                   # 0.6 s, leaving nothing to observe the loss (a flaky pass).
+                   config(tmp_path, schedule=schedule, max_ops=None), announce=lambda _: None)
     assert result.verdict == "invalid"
     failure = result.results[0].failures[0]
     assert failure.culprit.f in ("get", "cas")
@@ -141,7 +143,8 @@ def test_set_workload_lost_adds_are_caught(tmp_path: Path) -> None:
         return check_set(history, set(store.members))
 
     [result] = run(lambda: SetWorkload(store.add), faults_for(store), [set_checker],
-                   config(tmp_path, schedule=[ScheduledFault(0.5, "lose-unsynced", 0.2)]),
+                   config(tmp_path, schedule=[ScheduledFault(0.5, "lose-unsynced", 0.2)],
+                          max_ops=None),
                    announce=lambda _: None)
     assert result.verdict == "invalid"
     assert result.results[0].lost
