@@ -73,8 +73,12 @@ class MasterCluster:
         self.controller_options = dict(controllers or {})
         ports = free_ports(3 * size, host)
         specs = [MasterSpec(f"m{i + 1}", host, *ports[3 * i:3 * i + 3]) for i in range(size)]
-        self.init = init_cluster(InitConfig(self.root / "cluster", tuple(specs),
-                                            workers=workers))
+        try:
+            self.init = init_cluster(InitConfig(self.root / "cluster", tuple(specs),
+                                                workers=workers))
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)  # nothing may be left behind
+            raise
         self.layout = self.init.layout
         self.members: list[MasterProcess] = []
         for i, spec in enumerate(specs):
