@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raftkube.cli.kubectl.cmd_nodes",
     "raftkube.cli.kubectl.cmd_cluster",
     "raftkube.cli.kubectl.cmd_logs_exec",
+    "raftkube.cli.kubectl.cmd_top",
 )
 
 

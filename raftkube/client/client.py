@@ -493,6 +493,15 @@ class Client:
         calls = self._stream_stub().PortForward(pod_streams.port_forward_frames(first, outgoing))
         return pod_streams.PortForwardStream(calls, outgoing)
 
+    def node_stats(self, node: str, timeout: float = 10.0) -> node_agent_pb2.NodeStats:
+        """The node's latest usage sample, relayed by a master that answers (`get
+        nodes/stats`). Unavailable until the node's agent has two samples."""
+        try:
+            return self._stream_stub().Stats(node_agent_pb2.StatsRequest(node=node),
+                                             timeout=timeout)
+        except grpc.RpcError as e:
+            raise apierrors.from_rpc_error(e) from None
+
     def close(self) -> None:
         self._transport.close()
 

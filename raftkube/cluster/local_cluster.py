@@ -42,6 +42,7 @@ log = get_logger(__name__)
 STATE_FILE = "state.json"
 API_PORT_BASE = 6443
 NODE_AGENT_PORT = 10250
+WORKER_METRICS_PORT = 9102
 
 
 class LocalClusterError(RuntimeError):
@@ -267,6 +268,8 @@ def _write_worker(config: LocalClusterConfig, layout, host) -> Path:
                       "certFile": str(layout.worker_cert(host.name)),
                       "keyFile": str(layout.worker_key(host.name)),
                       "caFile": str(layout.ca_cert)},
+        "statsIntervalSeconds": 5,
+        "metricsAddress": f"{host.address}:{WORKER_METRICS_PORT}",
         "network": {"clusterCIDR": config.pod_cidr, "dnsPort": 53, "ingressPort": 80,
                     "proxyTable": f"raftkube_{config.prefix}"},
     }

@@ -1,5 +1,6 @@
-"""Container logs and exec through the API server: the master serves the NodeAgent gRPC
-service itself and forwards each call to the agent on the pod's node.
+"""Container logs, exec, port-forward and node usage through the API server: the master
+serves the NodeAgent gRPC service itself and forwards each call to the agent on the pod's
+(or the named) node.
 
 ```
  raftkubectl logs/exec ──TLS+token──> master: authorize pods/log or pods/exec
@@ -9,8 +10,9 @@ service itself and forwards each call to the agent on the pod's node.
 ```
 
 Contract: users never reach workers directly; every call is authorized here (`get
-pods/log`, `create pods/exec`) and audited like other requests. The worker's certificate is
-checked against the node's name. Errors from the worker are passed on with their code.
+pods/log`, `create pods/exec`, `create pods/portforward`, `get nodes/stats`) and audited
+like other requests. The worker's certificate is checked against the node's name. Errors
+from the worker are passed on with their code.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from raftkube.objects import registry
 
 _POD = registry.by_kind("Pod")
 _NODE = registry.by_kind("Node")
+_STATS_TIMEOUT_SECONDS = 5.0
 
 
 class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
@@ -62,12 +65,18 @@ class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
                                      f'"{namespace}"')
         if not node_name:
             raise apierrors.Invalid(f'pod "{target.pod}" is not running on a node yet')
+        return self._stub_for_node(node_name)
+
+    def _stub_for_node(self, node_name: str) -> node_agent_pb2_grpc.NodeAgentStub:
+        """A stub on the agent of `node_name`, at the address its Node status publishes."""
         node = self._objects.get_many(_NODE, "", node_name)
+        if node is None:
+            raise apierrors.NotFound(f'nodes "{node_name}" not found')
         address = next((a.address for a in node.status.addresses if a.type == "InternalIP"),
-                       "") if node is not None else ""
-        port = node.status.daemon_endpoints.kubelet_endpoint.port if node is not None else 0
+                       "")
+        port = node.status.daemon_endpoints.kubelet_endpoint.port
         if not address or not port:
-            raise apierrors.Unavailable(f'node "{node_name}" publishes no logs/exec service')
+            raise apierrors.Unavailable(f'node "{node_name}" publishes no agent service')
         host = f"[{address}]" if ":" in address else address
         key = (f"{host}:{port}", node_name)
         with self._lock:
@@ -107,6 +116,20 @@ class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
             e.abort(context)
         yield from _forward(stub.PortForward(itertools.chain([first], request_iterator)),
                             context)
+
+
+    def Stats(self, request: node_agent_pb2.StatsRequest, context) -> node_agent_pb2.NodeStats:
+        try:
+            if not request.node:
+                raise apierrors.Invalid("node: required")
+            self._gate.check("get", _NODE, None, request.node, subresource="stats")
+            stub = self._stub_for_node(request.node)
+        except apierrors.ApiError as e:
+            e.abort(context)
+        try:
+            return stub.Stats(request, timeout=_STATS_TIMEOUT_SECONDS)
+        except grpc.RpcError as e:
+            context.abort(e.code(), f'node "{request.node}": {e.details()}')
 
 
 def _forward(upstream, context) -> Iterator:

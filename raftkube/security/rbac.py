@@ -28,7 +28,7 @@ from raftkube.security.principal import MASTERS_GROUP, Principal
 READ_VERBS = frozenset({"get", "list", "watch"})
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 ALL_VERBS = READ_VERBS | WRITE_VERBS
-SUBRESOURCES = frozenset({"status", "log", "exec", "portforward", "binding"})
+SUBRESOURCES = frozenset({"status", "log", "exec", "portforward", "binding", "stats"})
 
 # Kubernetes kind -> resource name. Unknown kinds are lower-cased and pluralized.
 KIND_TO_RESOURCE: Mapping[str, str] = MappingProxyType({

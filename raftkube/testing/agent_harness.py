@@ -89,7 +89,8 @@ class AgentHarness:
         """A node agent service on 127.0.0.1 (random port) with a CA-signed certificate."""
         layout = self.cluster.layout
         ca = pki.load_key_pair(layout.ca_cert, layout.ca_key)
-        pair = pki.issue_server_cert(ca, f"node-{name}", ips=["127.0.0.1"])
+        # The node's name too: the masters' proxy checks it (ssl_target_name_override).
+        pair = pki.issue_server_cert(ca, f"node-{name}", ips=["127.0.0.1"], dns_names=[name])
         cert, key = self.root / f"{name}-serving.crt", self.root / f"{name}-serving.key"
         pki.write_key_pair(pair, cert, key)
         return NodeAgentServiceConfig(listen="127.0.0.1:0", cert_file=cert, key_file=key,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -91,6 +92,8 @@ def test_up_demo_serves_and_down_cleans_everything(cluster: LocalClusterConfig) 
 
     # Logs and exec through the masters (which proxy to the pod's node).
     _logs_and_exec(cluster)
+    # Usage: `top` through the masters, Prometheus metrics straight from a worker.
+    _top_and_metrics(cluster, workers)
 
     # The Service keeps answering while every web pod is deleted and replaced.
     failures, total = _requests_while_replacing_pods(cluster, workers[0].address)
@@ -202,6 +205,31 @@ def _logs_and_exec(cluster: LocalClusterConfig) -> None:
     assert raftkubectl_main.main(["logs", "talker", *config]) == 0
     assert raftkubectl_main.main(["exec", "talker", *config, "--", "true"]) == 0
     assert raftkubectl_main.main(["exec", "talker", *config, "--", "false"]) == 1
+
+
+def _top_and_metrics(cluster: LocalClusterConfig, workers) -> None:
+    from raftkube.client.usage import top_nodes, top_pods
+
+    with Client.from_config(cluster.client_config) as client:
+        deadline = time.monotonic() + 60
+        while True:
+            nodes = top_nodes(client)
+            web = [p for p in top_pods(client, "demo").pods if p.name.startswith("web-")]
+            if len(web) == 3 and not any(n.error for n in nodes):
+                break
+            assert time.monotonic() < deadline, (nodes, web)
+            time.sleep(1)
+    assert sorted(n.name for n in nodes) == ["w1", "w2"]
+    assert all(n.cpu_millicores > 0 and n.memory_bytes > 0 for n in nodes)
+    assert all(p.memory_bytes > 0 and p.containers for p in web)
+    top = subprocess.run(
+        [sys.executable, "-m", "raftkube.cli.raftkubectl_main", "top", "pod", "-n", "demo",
+         "--config", str(cluster.client_config)], capture_output=True, text=True, timeout=60)
+    assert top.returncode == 0 and top.stdout.split()[:3] == [
+        "NAME", "CPU(cores)", "MEMORY(bytes)"], top.stderr
+    metrics = fetch(f"http://{workers[0].address}:9102/metrics", timeout=10)
+    assert f'raftkube_agent_pods{{node="{workers[0].name}"}}' in metrics
+    assert "raftkube_container_memory_usage_bytes{" in metrics
 
 
 def _port_forward_cli(cluster: LocalClusterConfig, pod: str) -> None:

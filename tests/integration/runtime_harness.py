@@ -55,6 +55,11 @@ class RuntimeHarness:
     def long_running(self, name: str, **changes: object) -> ContainerSpec:
         return self._spec(name, _LOOP, FakeBehavior(stop_delay_seconds=0.1), **changes)
 
+    def busy(self, name: str, **changes: object) -> ContainerSpec:
+        """Burns a CPU until stopped (the fake: 1000 millicores, 4 MiB)."""
+        return self._spec(name, 'trap "exit 0" TERM; while true; do :; done',
+                          FakeBehavior(cpu_millicores=1000, memory_bytes=4 << 20), **changes)
+
     def printing(self, name: str, lines: list[str], **changes: object) -> ContainerSpec:
         script = "; ".join(f"echo {line}" for line in lines) + "; " + _LOOP
         return self._spec(name, script, FakeBehavior(log_lines=tuple(lines)), **changes)

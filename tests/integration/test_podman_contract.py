@@ -280,6 +280,27 @@ def test_exec_output_codes_stdin_and_tty(harness: RuntimeHarness) -> None:
         session.close()
 
 
+def test_usage_grows_for_a_busy_container_and_ends_with_it(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+    sandbox = rt.prepare_pod_sandbox(harness.sandbox("usage"))
+    busy = harness.run(sandbox.uid, harness.busy("busy"))
+    idle = harness.run(sandbox.uid, harness.long_running("idle"))
+    harness.wait_exited(harness.run(sandbox.uid, harness.exiting("done", code=0, after=0.1)))
+    first = rt.container_usage()
+    started = time.monotonic()
+    time.sleep(2.0)
+    second = rt.container_usage()
+    elapsed_ns = (time.monotonic() - started) * 1e9
+    assert set(second) == {busy, idle}, "only running containers, infra excluded"
+    busy_rate = (second[busy].cpu_nanoseconds - first[busy].cpu_nanoseconds) / elapsed_ns
+    idle_rate = (second[idle].cpu_nanoseconds - first[idle].cpu_nanoseconds) / elapsed_ns
+    assert busy_rate > 0.1, f"a spinning shell used {busy_rate:.2f} cores"
+    assert idle_rate < busy_rate / 2
+    assert second[busy].memory_bytes > 0
+    rt.stop_container(busy, 1)
+    assert busy not in rt.container_usage()
+
+
 def test_exec_needs_a_running_container(harness: RuntimeHarness) -> None:
     rt = harness.runtime
     sandbox = rt.prepare_pod_sandbox(harness.sandbox())

@@ -192,6 +192,11 @@ def test_configure_worker_gets_only_its_own_credentials(cluster):
     assert config.pod_cidr == "10.244.1.0/24"
     assert str(config.client_config) == "/etc/raftkube/cluster/workers/worker-1/config.yaml"
     assert config.network is not None and config.runtime.kind == "podman"
+    assert config.node_agent.listen == "192.168.57.51:10250"
+    assert config.node_agent.cert_file == Path(
+        "/etc/raftkube/cluster/workers/worker-1/client.crt")
+    assert config.node_agent.ca_file == Path("/etc/raftkube/cluster/ca/ca.crt")
+    assert config.metrics_address == "192.168.57.51:9102"
 
 
 def test_configure_is_idempotent_and_drops_what_a_previous_run_left(cluster):

@@ -24,27 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n raftkube/api/v1/node_agent.proto\x12\x0fraftkube.api.v1\"l\n\x10PortForwardFrame\x12-\n\x06target\x18\x01 \x01(\x0b\x32\x1d.raftkube.api.v1.ContainerRef\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\r\n\x05\x63lose\x18\x04 \x01(\x08\"R\n\x0c\x43ontainerRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07pod_uid\x18\x04 \x01(\t\"\x9a\x01\n\x0bLogsRequest\x12-\n\x06target\x18\x01 \x01(\x0b\x32\x1d.raftkube.api.v1.ContainerRef\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_lines\x18\x03 \x01(\x05\x12\x10\n\x08previous\x18\x04 \x01(\x08\x12\x12\n\ntimestamps\x18\x05 \x01(\x08\x12\x12\n\nsince_time\x18\x06 \x01(\t\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"g\n\tExecStart\x12-\n\x06target\x18\x01 \x01(\x0b\x32\x1d.raftkube.api.v1.ContainerRef\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0b\n\x03tty\x18\x03 \x01(\x08\x12\r\n\x05stdin\x18\x04 \x01(\x08\"X\n\tExecInput\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.raftkube.api.v1.ExecStart\x12\r\n\x05stdin\x18\x02 \x01(\x0c\x12\x11\n\tstdin_eof\x18\x03 \x01(\x08\"P\n\nExecOutput\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_exit_code2\xed\x01\n\tNodeAgent\x12\x42\n\x04Logs\x12\x1c.raftkube.api.v1.LogsRequest\x1a\x1a.raftkube.api.v1.LogsChunk0\x01\x12\x43\n\x04\x45xec\x12\x1a.raftkube.api.v1.ExecInput\x1a\x1b.raftkube.api.v1.ExecOutput(\x01\x30\x01\x12W\n\x0bPortForward\x12!.raftkube.api.v1.PortForwardFrame\x1a!.raftkube.api.v1.PortForwardFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n raftkube/api/v1/node_agent.proto\x12\x0fraftkube.api.v1\"\x1c\n\x0cStatsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"\x81\x01\n\x0e\x43ontainerStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0f\n\x07pod_uid\x18\x03 \x01(\t\x12\x11\n\tcontainer\x18\x04 \x01(\t\x12\x15\n\rcpu_nanocores\x18\x05 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x06 \x01(\x03\"\xa6\x01\n\tNodeStats\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x01\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\x12\x15\n\rcpu_nanocores\x18\x04 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x03\x12\x33\n\ncontainers\x18\x06 \x03(\x0b\x32\x1f.raftkube.api.v1.ContainerStats\"l\n\x10PortForwardFrame\x12-\n\x06target\x18\x01 \x01(\x0b\x32\x1d.raftkube.api.v1.ContainerRef\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\r\n\x05\x63lose\x18\x04 \x01(\x08\"R\n\x0c\x43ontainerRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07pod_uid\x18\x04 \x01(\t\"\x9a\x01\n\x0bLogsRequest\x12-\n\x06target\x18\x01 \x01(\x0b\x32\x1d.raftkube.api.v1.ContainerRef\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_lines\x18\x03 \x01(\x05\x12\x10\n\x08previous\x18\x04 \x01(\x08\x12\x12\n\ntimestamps\x18\x05 \x01(\x08\x12\x12\n\nsince_time\x18\x06 \x01(\t\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"g\n\tExecStart\x12-\n\x06target\x18\x01 \x01(\x0b\x32\x1d.raftkube.api.v1.ContainerRef\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\x0b\n\x03tty\x18\x03 \x01(\x08\x12\r\n\x05stdin\x18\x04 \x01(\x08\"X\n\tExecInput\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.raftkube.api.v1.ExecStart\x12\r\n\x05stdin\x18\x02 \x01(\x0c\x12\x11\n\tstdin_eof\x18\x03 \x01(\x08\"P\n\nExecOutput\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_exit_code2\xb1\x02\n\tNodeAgent\x12\x42\n\x04Logs\x12\x1c.raftkube.api.v1.LogsRequest\x1a\x1a.raftkube.api.v1.LogsChunk0\x01\x12\x43\n\x04\x45xec\x12\x1a.raftkube.api.v1.ExecInput\x1a\x1b.raftkube.api.v1.ExecOutput(\x01\x30\x01\x12W\n\x0bPortForward\x12!.raftkube.api.v1.PortForwardFrame\x1a!.raftkube.api.v1.PortForwardFrame(\x01\x30\x01\x12\x42\n\x05Stats\x12\x1d.raftkube.api.v1.StatsRequest\x1a\x1a.raftkube.api.v1.NodeStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftkube.api.v1.node_agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PORTFORWARDFRAME']._serialized_start=53
-  _globals['_PORTFORWARDFRAME']._serialized_end=161
-  _globals['_CONTAINERREF']._serialized_start=163
-  _globals['_CONTAINERREF']._serialized_end=245
-  _globals['_LOGSREQUEST']._serialized_start=248
-  _globals['_LOGSREQUEST']._serialized_end=402
-  _globals['_LOGSCHUNK']._serialized_start=404
-  _globals['_LOGSCHUNK']._serialized_end=429
-  _globals['_EXECSTART']._serialized_start=431
-  _globals['_EXECSTART']._serialized_end=534
-  _globals['_EXECINPUT']._serialized_start=536
-  _globals['_EXECINPUT']._serialized_end=624
-  _globals['_EXECOUTPUT']._serialized_start=626
-  _globals['_EXECOUTPUT']._serialized_end=706
-  _globals['_NODEAGENT']._serialized_start=709
-  _globals['_NODEAGENT']._serialized_end=946
+  _globals['_STATSREQUEST']._serialized_start=53
+  _globals['_STATSREQUEST']._serialized_end=81
+  _globals['_CONTAINERSTATS']._serialized_start=84
+  _globals['_CONTAINERSTATS']._serialized_end=213
+  _globals['_NODESTATS']._serialized_start=216
+  _globals['_NODESTATS']._serialized_end=382
+  _globals['_PORTFORWARDFRAME']._serialized_start=384
+  _globals['_PORTFORWARDFRAME']._serialized_end=492
+  _globals['_CONTAINERREF']._serialized_start=494
+  _globals['_CONTAINERREF']._serialized_end=576
+  _globals['_LOGSREQUEST']._serialized_start=579
+  _globals['_LOGSREQUEST']._serialized_end=733
+  _globals['_LOGSCHUNK']._serialized_start=735
+  _globals['_LOGSCHUNK']._serialized_end=760
+  _globals['_EXECSTART']._serialized_start=762
+  _globals['_EXECSTART']._serialized_end=865
+  _globals['_EXECINPUT']._serialized_start=867
+  _globals['_EXECINPUT']._serialized_end=955
+  _globals['_EXECOUTPUT']._serialized_start=957
+  _globals['_EXECOUTPUT']._serialized_end=1037
+  _globals['_NODEAGENT']._serialized_start=1040
+  _globals['_NODEAGENT']._serialized_end=1345
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,11 @@ class NodeAgentStub:
                 request_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.SerializeToString,
                 response_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/raftkube.api.v1.NodeAgent/Stats',
+                request_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.StatsRequest.SerializeToString,
+                response_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.NodeStats.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -82,6 +87,15 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """Resource usage of the node and of each running container, as rates over the agent's
+        last sampling window (the source of `raftkubectl top`). UNAVAILABLE until the agent
+        has two samples; NOT_FOUND when `node` names another node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +113,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.PortForward,
                     request_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.FromString,
                     response_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.StatsRequest.FromString,
+                    response_serializer=raftkube_dot_api_dot_v1_dot_node__agent__pb2.NodeStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +201,33 @@ class NodeAgent:
             '/raftkube.api.v1.NodeAgent/PortForward',
             raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.SerializeToString,
             raftkube_dot_api_dot_v1_dot_node__agent__pb2.PortForwardFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftkube.api.v1.NodeAgent/Stats',
+            raftkube_dot_api_dot_v1_dot_node__agent__pb2.StatsRequest.SerializeToString,
+            raftkube_dot_api_dot_v1_dot_node__agent__pb2.NodeStats.FromString,
             options,
             channel_credentials,
             insecure,

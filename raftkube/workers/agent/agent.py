@@ -12,6 +12,7 @@
            pods whose containers changed (exits are seen within ~relist_interval)
       fencing: no Lease renewal for fencing_timeout -> workers stop StatefulSet pods and
            pods being deleted (facts.terminating); renewals resume -> normal again
+      usage sampler (every stats_interval): NodeAgent.Stats (`top`) and /metrics
     Agent.stop(): stops threads; containers keep running (a restarted agent adopts them).
 """
 
@@ -30,10 +31,12 @@ from raftkube.logging_config import get_logger
 from raftkube.workers.agent.api_objects import ApiObjectSource, EventRecorder
 from raftkube.workers.agent.config import WorkerConfig
 from raftkube.workers.agent.heartbeat import NodeHeartbeat, detect_node_ip
+from raftkube.workers.agent.metrics import AgentFacts, WorkerCollector, WorkerMetrics
 from raftkube.workers.agent.node_agent_service import NodeAgentServer, NodeAgentServicer
 from raftkube.workers.agent.node_status import machine_facts
 from raftkube.workers.agent.pod_worker import PodWorker, WorkerDeps
 from raftkube.workers.agent.sync_queue import SyncQueue
+from raftkube.workers.agent.usage import UsageSampler
 from raftkube.workers.agent.volumes import VolumeManager
 from raftkube.workers.runtime.interface import ContainerRuntimeError, Runtime
 
@@ -95,11 +98,15 @@ class Agent:
         self.runtime = runtime
         self.clients = clients
         self.server: NodeAgentServer | None = None
+        self.usage = UsageSampler(runtime, config.stats_interval_seconds)
+        self.metrics = WorkerMetrics(WorkerCollector(config.node_name, self.usage.latest,
+                                                     self.facts))
         service = config.node_agent
         if service.listen:
             assert service.cert_file and service.key_file and service.ca_file
             self.server = NodeAgentServer(
-                NodeAgentServicer(runtime, self.lookup_pod, service.allowed_groups),
+                NodeAgentServicer(runtime, self.lookup_pod, service.allowed_groups,
+                                  node_name=config.node_name, usage=self.usage.latest),
                 service.listen, service.cert_file.read_bytes(),
                 service.key_file.read_bytes(), service.ca_file.read_bytes())
             agent_port = agent_port or self.server.port
@@ -121,6 +128,7 @@ class Agent:
         self._was_fenced = False
         self._relist_previous: dict[str, tuple] = {}
         self.synced = threading.Event()
+        self.metrics_port = 0
         self._own_queue = queue is None
         self.queue = queue or SyncQueue(self._sync_pod, config.pod_workers,
                                         name=f"pods-{config.node_name}")
@@ -154,9 +162,18 @@ class Agent:
             self._spawn(self._fence_loop, "agent-fence")
             if self._pod_feed is None:
                 self._spawn(self._informer_guard, "agent-informer-guard")
+            self.usage.start()
+        if self.config.metrics_address:
+            self.metrics_port = self.metrics.serve(self.config.metrics_address)
         if self.server is not None:
             self.server.start()
         return self
+
+    def facts(self) -> AgentFacts:
+        """The agent's own health, for its metrics."""
+        with self._lock:
+            pods = len(self._workers)
+        return AgentFacts(pods, self.heartbeat.since_renewal(), self.fenced())
 
     def sync_pod(self, uid: str) -> float | None:
         """Sync one pod of this agent (the SyncQueue handler)."""
@@ -181,6 +198,8 @@ class Agent:
         self._stop.set()
         if self.server is not None:
             self.server.stop()
+        self.usage.stop()
+        self.metrics.close()
         if self._informer is not None:
             self._informer.stop()
         self.heartbeat.stop()

@@ -26,6 +26,8 @@ nodeStatusIntervalSeconds: 60
 resolvConf: {nameservers: [10.96.0.10], searches: [svc.cluster.local], options: [ndots:5]}
 backoff: {initialSeconds: 10, maxSeconds: 300}
 nodeAgent: {listen: 0.0.0.0:10250, certFile: ..., keyFile: ..., caFile: ...}
+statsIntervalSeconds: 10              # how often CPU and memory usage are sampled
+metricsAddress: 127.0.0.1:9102        # Prometheus metrics; "" (the default) turns them off
 ```
 """
 
@@ -165,6 +167,8 @@ class WorkerConfig:
     pod_workers: threads executing pod actions in parallel.
     node_agent: the logs/exec service (NodeAgentServiceConfig).
     network: the network role (NetworkSettings); None = not run by this worker.
+    stats_interval_seconds: how often container and node usage are sampled (`top`, metrics).
+    metrics_address: HOST:PORT where Prometheus metrics are served ("" = not served).
     """
 
     node_name: str
@@ -188,6 +192,8 @@ class WorkerConfig:
     pod_workers: int = 8
     node_agent: NodeAgentServiceConfig = field(default_factory=NodeAgentServiceConfig)
     network: NetworkSettings | None = None
+    stats_interval_seconds: float = 10.0
+    metrics_address: str = ""
 
 
 def _camel(name: str) -> str:
@@ -331,6 +337,8 @@ def parse_worker_config(doc: Any, source: str, base_dir: Path) -> WorkerConfig:
             kwargs[name] = _simple(_mapping(value, at), BackoffConfig, at, base_dir)
         elif name == "network":
             kwargs[name] = _network(_mapping(value, at), at)
+        elif name == "metrics_address":
+            kwargs[name] = _listen_address(value, at)
         elif name == "node_agent":
             service = _simple(_mapping(value, at), NodeAgentServiceConfig, at, base_dir,
                               paths=("cert_file", "key_file", "ca_file"))
@@ -367,6 +375,17 @@ def _network(doc: dict[str, Any], where: str) -> NetworkSettings:
                 raise WorkerConfigError(f"{at}: expected a string")
             kwargs[name] = value
     return NetworkSettings(**kwargs)
+
+
+def _listen_address(value: Any, where: str) -> str:
+    """"" or HOST:PORT with a port number."""
+    if value in ("", None):
+        return ""
+    host, sep, port = str(value).rpartition(":")
+    if not isinstance(value, str) or not sep or not host or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise WorkerConfigError(f"{where}: {value!r} is not HOST:PORT")
+    return value
 
 
 def _taint(value: Any, where: str) -> dict[str, str]:

@@ -3,6 +3,8 @@
     caller (API server proxy, tests) --mTLS, client cert O=system:masters--> NodeAgent
         Logs(target, follow, tail, previous)  -> runtime.logs(container instance)
         Exec(start, stdin..., eof)            -> runtime.exec_stream(...) -> output, exit code
+        PortForward(target, port, bytes...)   -> TCP connection to the pod's IP
+        Stats(node)                           -> the UsageSampler's latest figures
 
 Authentication is the TLS layer's: only certificates signed by the cluster CA get in.
 Authorization: the certificate's groups must include one of `allowed_groups` (default
@@ -24,6 +26,7 @@ import grpc
 
 from raftkube.api.v1 import node_agent_pb2, node_agent_pb2_grpc, pod_pb2
 from raftkube.security.grpc_auth import principal_from_auth_context, server_credentials
+from raftkube.workers.agent.usage import NodeUsage
 from raftkube.workers.runtime.interface import (
     ContainerNotFoundError,
     ContainerRuntimeError,
@@ -33,14 +36,21 @@ from raftkube.workers.runtime.interface import (
 )
 
 PodLookup = Callable[[str, str], pod_pb2.Pod | None]
+UsageSource = Callable[[], NodeUsage | None]
 
 
 class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServicer):
+    """node_name: the node this agent serves (Stats refuses other names); usage: the latest
+    sampled usage (None = not sampled yet)."""
+
     def __init__(self, runtime: Runtime, pods: PodLookup,
-                 allowed_groups: tuple[str, ...] = ("system:masters",)) -> None:
+                 allowed_groups: tuple[str, ...] = ("system:masters",), *,
+                 node_name: str = "", usage: UsageSource | None = None) -> None:
         self.runtime = runtime
         self.pods = pods
         self.allowed_groups = allowed_groups
+        self.node_name = node_name
+        self.usage = usage
 
     # -- helpers ---------------------------------------------------------------------------
     def _authorize(self, context: grpc.ServicerContext) -> None:
@@ -136,6 +146,31 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServicer):
 
     def PortForward(self, request_iterator, context):
         yield from port_forward(self, request_iterator, context)
+
+    def Stats(self, request: node_agent_pb2.StatsRequest,
+              context: grpc.ServicerContext) -> node_agent_pb2.NodeStats:
+        self._authorize(context)
+        if request.node and request.node != self.node_name:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f'this is node "{self.node_name}", not "{request.node}"')
+        usage = self.usage() if self.usage is not None else None
+        if usage is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f'node "{self.node_name}": usage not sampled yet (two samples '
+                          "are needed; try again in a few seconds)")
+        assert usage is not None
+        return usage_to_proto(self.node_name, usage)
+
+
+def usage_to_proto(node_name: str, usage: NodeUsage) -> node_agent_pb2.NodeStats:
+    """The NodeStats message of a sampled NodeUsage."""
+    return node_agent_pb2.NodeStats(
+        node=node_name, timestamp=usage.timestamp, window_seconds=usage.window_seconds,
+        cpu_nanocores=usage.cpu_nanocores, memory_bytes=usage.memory_bytes,
+        containers=[node_agent_pb2.ContainerStats(
+            namespace=c.namespace, pod=c.pod, pod_uid=c.pod_uid, container=c.container,
+            cpu_nanocores=c.cpu_nanocores, memory_bytes=c.memory_bytes)
+            for c in usage.containers])
 
 
 def port_forward(servicer: NodeAgentServicer, request_iterator, context

@@ -38,6 +38,7 @@ from raftkube.workers.runtime.interface import (
     ContainerStartError,
     ContainerState,
     ContainerStatus,
+    ContainerUsage,
     EventAction,
     ExecResult,
     ImageInfo,
@@ -68,6 +69,8 @@ class FakeBehavior:
     ignore_stop_signal: ignore the stop signal (a hang): only SIGKILL after grace ends it.
     stop_delay_seconds: time to exit after the stop signal when not ignoring it.
     log_lines: lines written to stdout when it starts.
+    cpu_millicores: CPU it burns while running (its usage grows at this rate).
+    memory_bytes: memory it holds while running.
     """
 
     fail_start: str = ""
@@ -78,6 +81,8 @@ class FakeBehavior:
     ignore_stop_signal: bool = False
     stop_delay_seconds: float = 0.0
     log_lines: tuple[str, ...] = ()
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
 
 
 def behavior_from_env(env: Mapping[str, str], base: FakeBehavior | None = None) -> FakeBehavior:
@@ -89,6 +94,7 @@ def behavior_from_env(env: Mapping[str, str], base: FakeBehavior | None = None) 
         "exit_code": int, "oom_after_seconds": float,
         "ignore_stop_signal": lambda v: v.lower() in ("1", "true", "yes"),
         "stop_delay_seconds": float, "log_lines": lambda v: tuple(v.split("\\n")),
+        "cpu_millicores": int, "memory_bytes": int,
     }
     changes: dict[str, object] = {}
     for name, parse in parsers.items():
@@ -406,6 +412,21 @@ class FakeRuntime:
                 self._advance(container)
                 statuses.append(self._status(container))
         return sorted(statuses, key=lambda s: (s.pod_uid, s.name, s.attempt))
+
+    def container_usage(self) -> dict[str, ContainerUsage]:
+        with self._lock:
+            now = self.config.clock()
+            usage = {}
+            for container in self._containers.values():
+                self._advance(container)
+                if container.state is not ContainerState.RUNNING:
+                    continue
+                assert container.started_at is not None
+                behavior = container.behavior
+                cpu = int((now - container.started_at) * behavior.cpu_millicores * 1_000_000)
+                usage[container.container_id] = ContainerUsage(
+                    container.container_id, cpu, behavior.memory_bytes)
+        return usage
 
     def logs(self, container_id: str, *, follow: bool = False, since: datetime | None = None,
              tail: int | None = None, timestamps: bool = False) -> Iterator[bytes]:

@@ -234,6 +234,19 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class ContainerUsage:
+    """What a running container has consumed, read from its cgroup.
+
+    cpu_nanoseconds: CPU time used since it started (only ever grows while it runs).
+    memory_bytes: memory charged to it now.
+    """
+
+    container_id: str
+    cpu_nanoseconds: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
 class ExecResult:
     """A finished exec: exit code and everything it wrote."""
 
@@ -451,6 +464,12 @@ class Runtime(Protocol):
     ) -> ExecSession:
         """Start `command` in the RUNNING container and stream its output as it comes.
         `stdin` chunks are fed from a background thread, then EOF. Errors as `exec`."""
+        ...
+
+    def container_usage(self) -> dict[str, ContainerUsage]:
+        """CPU time and memory of every RUNNING container of this node, by container id
+        (sandbox infra containers excluded). Raises RuntimeUnavailableError when the
+        runtime cannot be reached."""
         ...
 
     def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:

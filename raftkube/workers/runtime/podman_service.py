@@ -148,7 +148,8 @@ class PodmanService:
         self._log_file = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
             self.command(), env=self.environment(), stdin=subprocess.DEVNULL,
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=sock.parent)  # conmon leaves files (e.g. "oom") in its working directory
         deadline = time.monotonic() + self.config.start_timeout_seconds
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
