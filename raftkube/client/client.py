@@ -469,11 +469,14 @@ class Client:
             call.cancel()
 
     def pod_exec(self, name: str, command: Sequence[str], namespace: str | None = None, *,
-                 container: str = "", tty: bool = False,
-                 stdin: bool = False) -> pod_streams.ExecSession:
-        """Start `command` in a container; read `output()`, then `exit_code`."""
+                 container: str = "", tty: bool = False, stdin: bool = False,
+                 terminal_size: tuple[int, int] | None = None) -> pod_streams.ExecSession:
+        """Start `command` in a container; read `output()`, then `exit_code`. With `tty`,
+        `terminal_size` (rows, cols) is its terminal's size from the start; later changes
+        go through `session.resize()`."""
         start = pod_streams.exec_start(namespace or self.options.namespace, name, command,
-                                       container=container, tty=tty, stdin=stdin)
+                                       container=container, tty=tty, stdin=stdin,
+                                       terminal_size=terminal_size)
         inputs: queue.Queue = queue.Queue()
         if not stdin:
             inputs.put(None)

@@ -47,6 +47,11 @@ class ExecSession:
     def close_stdin(self) -> None:
         self._stdin.put(node_agent_pb2.ExecInput(stdin_eof=True))
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Tell the command's terminal its new size (sessions opened with tty and stdin)."""
+        self._stdin.put(node_agent_pb2.ExecInput(
+            resize=node_agent_pb2.TerminalSize(rows=rows, cols=cols)))
+
     def output(self) -> Iterator[tuple[str, bytes]]:
         try:
             for message in self._calls:
@@ -74,12 +79,19 @@ def exec_inputs(start: node_agent_pb2.ExecStart,
 
 
 def exec_start(namespace: str, pod: str, command: Iterable[str], *, container: str = "",
-               tty: bool = False, stdin: bool = False) -> node_agent_pb2.ExecStart:
+               tty: bool = False, stdin: bool = False,
+               terminal_size: tuple[int, int] | None = None) -> node_agent_pb2.ExecStart:
     command = list(command)
     if not command:
         raise apierrors.Invalid("command: required")
-    return node_agent_pb2.ExecStart(target=container_ref(namespace, pod, container),
-                                    command=command, tty=tty, stdin=stdin)
+    start = node_agent_pb2.ExecStart(target=container_ref(namespace, pod, container),
+                                     command=command, tty=tty, stdin=stdin)
+    if terminal_size is not None:
+        rows, cols = terminal_size
+        if not (0 < rows < 65536 and 0 < cols < 65536):
+            raise apierrors.Invalid(f"terminal_size: {rows}x{cols} is out of range")
+        start.size.rows, start.size.cols = rows, cols
+    return start
 
 
 @dataclass

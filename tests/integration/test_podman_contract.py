@@ -5,6 +5,7 @@ Each contract point of interface.py's docstrings is one test here.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from raftkube.workers.runtime.interface import (
     PodSandboxNotFoundError,
     PortMapping,
     Runtime,
+    TerminalSize,
     previous_instance,
 )
 from tests.integration.runtime_harness import (
@@ -275,6 +277,31 @@ def test_exec_output_codes_stdin_and_tty(harness: RuntimeHarness) -> None:
     session = rt.exec_stream(container_id, ["echo", "streamed"])
     try:
         assert b"".join(data for _, data in session.output()) == b"streamed\n"
+        assert session.exit_code() == 0
+    finally:
+        session.close()
+
+
+def test_exec_terminal_has_the_size_asked_for(harness: RuntimeHarness) -> None:
+    rt = harness.runtime
+    sandbox = rt.prepare_pod_sandbox(harness.sandbox())
+    container_id = harness.run(sandbox.uid, harness.long_running("app"))
+    session = rt.exec_stream(container_id, ["stty", "size"], tty=True,
+                             size=TerminalSize(33, 101))
+    try:
+        assert b"".join(data for _, data in session.output()) == b"33 101\r\n"
+    finally:
+        session.close()
+    if harness.fake is not None:
+        return  # the fake runs a command on all of its stdin at once: no live session
+    lines: queue.Queue[bytes | None] = queue.Queue()
+    session = rt.exec_stream(container_id, ["sh", "-c", "read go; stty size"],
+                             stdin=iter(lines.get, None), tty=True, size=TerminalSize(20, 70))
+    try:
+        session.resize(TerminalSize(41, 123))
+        lines.put(b"go\n")
+        lines.put(None)
+        assert b"41 123" in b"".join(data for _, data in session.output())
         assert session.exit_code() == 0
     finally:
         session.close()

@@ -71,7 +71,8 @@ class NodeAgentServicer:
 
     def Exec(self, request_iterator, context):
         """Run a command in a running container. The first message must carry `start`; later
-        messages carry stdin bytes; `stdin_eof` closes stdin. The server sends output chunks
+        messages carry stdin bytes or a terminal `resize` (read only when start.stdin is set);
+        `stdin_eof` closes stdin. The server sends output chunks
         and finally one message with `exit_code`. FAILED_PRECONDITION: container not running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

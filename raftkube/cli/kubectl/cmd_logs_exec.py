@@ -4,10 +4,13 @@ streams through the masters."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import threading
 
 from raftkube.cli.kubectl.common import add_config_flag, add_namespace_flags, command, make_client
+from raftkube.cli.kubectl.terminal import interactive_terminal, terminal_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _exec_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("-c", "--container", default="")
     parser.add_argument("-i", "--stdin", action="store_true", help="pass stdin to the command")
-    parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    parser.add_argument("-t", "--tty", action="store_true",
+                        help="allocate a terminal (with -i on a terminal: interactive, raw "
+                        "mode, size followed)")
     add_namespace_flags(parser, all_namespaces=False)
     add_config_flag(parser)
     return parser
@@ -74,20 +79,33 @@ def _exec(args: argparse.Namespace) -> int:
     if not command_line:
         print("error: exec needs a command: raftkubectl exec POD -- COMMAND", file=sys.stderr)
         return 2
+    tty = args.tty
+    interactive = tty and args.stdin and sys.stdin.isatty()
+    if tty and args.stdin and not interactive:
+        print("Unable to use a TTY - input is not a terminal", file=sys.stderr)
+        tty = False
+    stdin_fd = sys.stdin.fileno() if interactive else -1
     with make_client(args) as client:
         session = client.pod_exec(args.pod, command_line, args.namespace or None,
-                                  container=args.container, tty=args.tty, stdin=args.stdin)
-        if args.stdin:
-            def pump() -> None:
-                for data in iter(lambda: sys.stdin.buffer.read1(65536), b""):
-                    session.send(data)
-                session.close_stdin()
+                                  container=args.container, tty=tty, stdin=args.stdin,
+                                  terminal_size=terminal_size(stdin_fd) if interactive
+                                  else None)
+        with (interactive_terminal(stdin_fd, session.resize) if interactive
+              else contextlib.nullcontext()):
+            if args.stdin:
+                def pump() -> None:
+                    # os.read, not sys.stdin: a daemon thread blocked inside a buffered
+                    # reader aborts the interpreter at exit.
+                    fd = sys.stdin.fileno()
+                    for data in iter(lambda: os.read(fd, 65536), b""):
+                        session.send(data)
+                    session.close_stdin()
 
-            threading.Thread(target=pump, daemon=True).start()
-        for stream, data in session.output():
-            target = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
-            target.write(data)
-            target.flush()
+                threading.Thread(target=pump, daemon=True).start()
+            for stream, data in session.output():
+                target = sys.stderr.buffer if stream == "stderr" else sys.stdout.buffer
+                target.write(data)
+                target.flush()
     return session.exit_code if session.exit_code is not None else 1
 
 

@@ -32,7 +32,9 @@ from raftkube.workers.runtime.interface import (
     ContainerRuntimeError,
     ContainerState,
     ContainerStatus,
+    ExecSession,
     Runtime,
+    TerminalSize,
 )
 
 PodLookup = Callable[[str, str], pod_pb2.Pod | None]
@@ -131,12 +133,15 @@ class NodeAgentServicer(node_agent_pb2_grpc.NodeAgentServicer):
         if instance.state is not ContainerState.RUNNING:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f'container "{instance.name}" is not running')
-        stdin = _stdin_feed(request_iterator, first) if start.stdin else None
+        resizer = _Resizer()
+        stdin = _stdin_feed(request_iterator, first, resizer.resize) if start.stdin else None
+        size = _size(start.size) if start.tty and start.HasField("size") else None
         try:
             session = self.runtime.exec_stream(instance.container_id, list(start.command),
-                                               stdin=stdin, tty=start.tty)
+                                               stdin=stdin, tty=start.tty, size=size)
         except ContainerRuntimeError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        resizer.attach(session)
         try:
             for stream, data in session.output():
                 yield node_agent_pb2.ExecOutput(stream=stream, data=data)
@@ -221,9 +226,40 @@ def port_forward(servicer: NodeAgentServicer, request_iterator, context
         sock.close()
 
 
+def _size(message: node_agent_pb2.TerminalSize) -> TerminalSize:
+    return TerminalSize(message.rows, message.cols)
+
+
+class _Resizer:
+    """Applies terminal resizes to an exec session; one that arrives before the session
+    exists is kept and applied when it is attached."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: ExecSession | None = None
+        self._pending: TerminalSize | None = None
+
+    def resize(self, size: TerminalSize) -> None:
+        with self._lock:
+            if self._session is None:
+                self._pending = size
+                return
+            session = self._session
+        with contextlib.suppress(ContainerRuntimeError):
+            session.resize(size)  # the command may have just ended
+
+    def attach(self, session: ExecSession) -> None:
+        with self._lock:
+            self._session, pending = session, self._pending
+        if pending is not None:
+            self.resize(pending)
+
+
 def _stdin_feed(requests: Iterator[node_agent_pb2.ExecInput],
-                first: node_agent_pb2.ExecInput) -> Iterator[bytes]:
-    """Bytes of the client's stdin messages until stdin_eof (or the stream ends)."""
+                first: node_agent_pb2.ExecInput,
+                on_resize: Callable[[TerminalSize], None]) -> Iterator[bytes]:
+    """Bytes of the client's stdin messages until stdin_eof (or the stream ends); resize
+    messages go to `on_resize` in their order among the stdin bytes."""
     chunks: queue.Queue[bytes | None] = queue.Queue()
 
     def pump() -> None:
@@ -233,6 +269,8 @@ def _stdin_feed(requests: Iterator[node_agent_pb2.ExecInput],
             if first.stdin_eof:
                 return
             for message in requests:
+                if message.HasField("resize"):
+                    on_resize(_size(message.resize))
                 if message.stdin:
                     chunks.put(message.stdin)
                 if message.stdin_eof:

@@ -47,6 +47,7 @@ from raftkube.workers.runtime.interface import (
     PodSandboxNotFoundError,
     PodSandboxSpec,
     PodSandboxStatus,
+    TerminalSize,
     container_labels,
     is_oom_suspected,
     sandbox_labels,
@@ -492,8 +493,14 @@ class FakeRuntime:
         return pod.spec.hostname or pod.spec.name
 
     def exec_stream(self, container_id: str, command: Sequence[str], *,
-                    stdin: Iterator[bytes] | None = None, tty: bool = False) -> _FakeExecSession:
+                    stdin: Iterator[bytes] | None = None, tty: bool = False,
+                    size: TerminalSize | None = None) -> _FakeExecSession:
+        """Runs the command at once on all of stdin (a fake has no interactive session);
+        `stty size` prints `size`."""
         data = b"".join(stdin) if stdin is not None else None
+        if tty and size is not None and list(command) == ["stty", "size"]:
+            return _FakeExecSession(ExecResult(0, f"{size.rows} {size.cols}\r\n".encode(),
+                                               b""))
         return _FakeExecSession(self.exec(container_id, command, stdin=data, tty=tty))
 
     def events(self, stop: threading.Event) -> Iterator[ContainerEvent]:
@@ -535,6 +542,10 @@ class FakeRuntime:
 class _FakeExecSession:
     def __init__(self, result: ExecResult) -> None:
         self._result = result
+        self.sizes: list[TerminalSize] = []
+
+    def resize(self, size: TerminalSize) -> None:
+        self.sizes.append(size)
 
     def output(self) -> Iterator[tuple[str, bytes]]:
         if self._result.stdout:

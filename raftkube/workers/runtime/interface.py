@@ -255,15 +255,26 @@ class ExecResult:
     stderr: bytes
 
 
+@dataclass(frozen=True)
+class TerminalSize:
+    """A terminal's size in character cells."""
+
+    rows: int
+    cols: int
+
+
 class ExecSession(Protocol):
     """A running exec whose output is streamed.
 
     Iterate `output()` for (stream, data) chunks, stream being "stdout" or "stderr" (with a
     tty everything is "stdout"); after it ends, `exit_code()` gives the code. `close()`
     releases the connection (idempotent); the process may keep running in the container.
+    `resize()` changes the size of its terminal (ignored without a tty).
     """
 
     def output(self) -> Iterator[tuple[str, bytes]]: ...
+
+    def resize(self, size: TerminalSize) -> None: ...
 
     def exit_code(self) -> int: ...
 
@@ -461,9 +472,11 @@ class Runtime(Protocol):
         *,
         stdin: Iterator[bytes] | None = None,
         tty: bool = False,
+        size: TerminalSize | None = None,
     ) -> ExecSession:
         """Start `command` in the RUNNING container and stream its output as it comes.
-        `stdin` chunks are fed from a background thread, then EOF. Errors as `exec`."""
+        `stdin` chunks are fed from a background thread, then EOF. With `tty`, the terminal
+        has `size` before any stdin reaches the command. Errors as `exec`."""
         ...
 
     def container_usage(self) -> dict[str, ContainerUsage]:

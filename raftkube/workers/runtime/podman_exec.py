@@ -7,6 +7,7 @@ podman-py's exec_run cannot feed stdin, so this speaks the API's hijacked exec d
         without tty: frames [stream(1) 0 0 0 size(4, big endian)] + data
         with tty:    plain bytes (stdout and stderr merged)
     stdin is written to the socket, then EOF (half-close; with a tty, Ctrl-D)
+    POST /exec/{id}/resize?h=ROWS&w=COLS -> the tty's size (once started)
     GET /exec/{id}/json                -> ExitCode once Running is false
 """
 
@@ -25,6 +26,7 @@ from raftkube.workers.runtime.interface import (
     ContainerNotFoundError,
     ContainerRuntimeError,
     RuntimeUnavailableError,
+    TerminalSize,
 )
 
 API_PREFIX = "/v4.0.0/libpod"
@@ -65,7 +67,8 @@ class PodmanExecSession:
     """One running exec (see `ExecSession` in interface.py)."""
 
     def __init__(self, socket_path: str, container_id: str, command: Sequence[str],
-                 stdin: Iterator[bytes] | None, tty: bool) -> None:
+                 stdin: Iterator[bytes] | None, tty: bool,
+                 size: TerminalSize | None = None) -> None:
         self._socket_path = socket_path
         self._tty = tty
         status, body = _request_json(socket_path, "POST", f"/containers/{container_id}/exec", {
@@ -77,7 +80,11 @@ class PodmanExecSession:
             raise ContainerRuntimeError(f"exec in {container_id}: {_message(body)}")
         self.exec_id: str = body["Id"]
         self._sock = connect_unix(socket_path, None)
-        start = json.dumps({"Detach": False, "Tty": tty}).encode()
+        start_body: dict[str, object] = {"Detach": False, "Tty": tty}
+        if tty and size is not None:
+            _check_size(size)
+            start_body.update(h=size.rows, w=size.cols)  # the size before the command runs
+        start = json.dumps(start_body).encode()
         self._sock.sendall(
             f"POST {API_PREFIX}/exec/{self.exec_id}/start HTTP/1.1\r\nHost: localhost\r\n"
             "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
@@ -141,6 +148,15 @@ class PodmanExecSession:
             if data:
                 yield _STREAM_NAMES.get(stream, "stdout"), data
 
+    def resize(self, size: TerminalSize) -> None:
+        if not self._tty:
+            return
+        _check_size(size)
+        status, body = _request_json(self._socket_path, "POST", f"/exec/{self.exec_id}/resize"
+                                     f"?h={size.rows}&w={size.cols}")
+        if status not in (200, 201, 204):
+            raise ContainerRuntimeError(f"exec {self.exec_id}: resize: {_message(body)}")
+
     def set_timeout(self, seconds: float | None) -> None:
         """Bound each wait for output; a wait that exceeds it raises TimeoutError."""
         self._sock.settimeout(seconds)
@@ -180,6 +196,11 @@ class PodmanExecSession:
             self._closed = True
             with contextlib.suppress(OSError):
                 self._sock.close()
+
+
+def _check_size(size: TerminalSize) -> None:
+    if not (0 < size.rows < 65536 and 0 < size.cols < 65536):
+        raise ContainerRuntimeError(f"terminal size {size.rows}x{size.cols} is out of range")
 
 
 def _message(body: object) -> str:

@@ -56,6 +56,7 @@ from raftkube.workers.runtime.interface import (
     PodSandboxSpec,
     PodSandboxStatus,
     RuntimeUnavailableError,
+    TerminalSize,
     container_labels,
     is_oom_suspected,
     sandbox_labels,
@@ -502,11 +503,12 @@ class PodmanRuntime:
             session.close()
 
     def exec_stream(self, container_id: str, command: Sequence[str], *,
-                    stdin: Iterator[bytes] | None = None, tty: bool = False
-                    ) -> PodmanExecSession:
+                    stdin: Iterator[bytes] | None = None, tty: bool = False,
+                    size: TerminalSize | None = None) -> PodmanExecSession:
         if not command:
             raise ContainerRuntimeError(f"exec in {container_id}: empty command")
-        return PodmanExecSession(self.config.socket_path, container_id, command, stdin, tty)
+        return PodmanExecSession(self.config.socket_path, container_id, command, stdin, tty,
+                                 size)
 
     def container_usage(self) -> dict[str, ContainerUsage]:
         # Podman's stats of every running container (one cgroup read each), then only ours:
