@@ -179,7 +179,8 @@ def test_volatile_server_losing_writes_on_kill_is_caught(lab: dict[str, Host],
     server = KvServer(lab["n1"], None)
     server.start()
     try:
-        result = scenario(lab, server, tmp_path / "report", duration=2.5, recovery=1.0,
+        # Long enough after the restart for reads to meet the lost writes on a loaded machine.
+        result = scenario(lab, server, tmp_path / "report", duration=5.0, recovery=2.0,
                           schedule=[ScheduledFault(1.0, "kill-server", 0.3)])
     finally:
         server.close()
