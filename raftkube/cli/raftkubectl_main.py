@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raftkube.cli.kubectl.cmd_rollout",
     "raftkube.cli.kubectl.cmd_nodes",
     "raftkube.cli.kubectl.cmd_cluster",
+    "raftkube.cli.kubectl.cmd_snapshot",
     "raftkube.cli.kubectl.cmd_logs_exec",
     "raftkube.cli.kubectl.cmd_top",
 )

@@ -113,32 +113,63 @@ def read_snapshot(path: str) -> Snapshot:
         raise SnapshotError(f"{path}: malformed body: {exc}") from exc
 
 
-def bootstrap_from_snapshot(snapshot_path: str, data_dir: str, members: list[str]) -> None:
+def bootstrap_from_snapshot(snapshot_path: str, data_dir: str, members: list[str]) -> Snapshot:
     """Prepare an empty `data_dir` so a replica starts from the snapshot's state as a
     member of a NEW cluster of `members` (Raft addresses). Run it for every member of
-    the new cluster with the same snapshot file. Refuses a non-empty data_dir."""
+    the new cluster with the same snapshot file. Returns the snapshot that was read.
+
+    SnapshotError when the file is unreadable or fails its checksum (then `data_dir` is
+    not touched) or `data_dir` is not empty. All or nothing: when writing fails midway,
+    what was written is removed again."""
     snap = read_snapshot(snapshot_path)
     _write_bootstrap_dir(data_dir, snap.state, members, snap.cluster_name)
+    return snap
 
 
 def _write_bootstrap_dir(data_dir: str, state: bytes, members: list[str],
                          cluster_name: str) -> None:
+    """Fill an empty (or missing) `data_dir`; on failure leave it as it was found."""
     if not members:
         raise SnapshotError("members: at least one member is required")
+    created = not os.path.exists(data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     if os.listdir(data_dir):
         raise SnapshotError(f"{data_dir}: not empty; refusing to overwrite a replica's data")
+    try:
+        _fill_bootstrap_dir(data_dir, state, sorted(set(members)), cluster_name)
+    except BaseException:
+        _clear_dir(data_dir, remove=created)
+        raise
+
+
+def _fill_bootstrap_dir(data_dir: str, state: bytes, members: list[str],
+                        cluster_name: str) -> None:
     # A fresh index space: the new cluster's log starts after these two entries.
     fresh = Snapshot(last=(NO_OP_COMMAND, 2, 1), prev=(NO_OP_COMMAND, 1, 1),
-                     members=sorted(members), state=state, cluster_name=cluster_name)
+                     members=members, state=state, cluster_name=cluster_name)
     write_snapshot(os.path.join(data_dir, SNAPSHOT_FILE), fresh)
     journal = DurableJournal(data_dir)
-    journal.add(NO_OP_COMMAND, 1, 1)
-    journal.add(NO_OP_COMMAND, 2, 1)
-    journal.setRaftCommitIndex(2)
-    journal.setCurrentTerm(1, None)
-    journal._destroy()
+    try:
+        journal.add(NO_OP_COMMAND, 1, 1)
+        journal.add(NO_OP_COMMAND, 2, 1)
+        journal.setRaftCommitIndex(2)
+        journal.setCurrentTerm(1, None)
+    finally:
+        journal._destroy()
     fsync_dir(data_dir)
+
+
+def _clear_dir(data_dir: str, remove: bool) -> None:
+    """Delete everything in `data_dir`, and the directory itself when `remove`."""
+    if remove:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return
+    for name in os.listdir(data_dir):
+        path = os.path.join(data_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
 
 
 def force_new_cluster(data_dir: str, self_address: str, cluster_name: str = "raftkube",

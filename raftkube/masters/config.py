@@ -75,6 +75,12 @@ class MasterConfig:
     store: dict[str, Any] = field(default_factory=dict)
     controllers: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def store_dir(self) -> Path:
+        """The store replica's own directory (journal, term/vote, snapshot): the one
+        `raftkubectl snapshot restore` fills and the master's Store opens."""
+        return self.data_dir / "store"
+
 
 def parse_master_config(doc: Any, source: str) -> MasterConfig:
     """Build a MasterConfig from a parsed YAML document; errors name `source` and field."""

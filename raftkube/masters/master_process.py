@@ -61,7 +61,7 @@ from raftkube.masters.resource_service import ResourcesServicer
 from raftkube.masters.secret_encryption import KeyFile, SecretEncryption
 from raftkube.objects import registry
 from raftkube.security.audit import AuditConfig, AuditLog
-from raftkube.security.cluster_init import load_cluster_file
+from raftkube.security.cluster_init import load_cluster_file, master_raft_addresses
 from raftkube.security.grpc_auth import channel_credentials, current_principal
 from raftkube.security.master_security import MasterSecurity, MasterSecurityConfig
 from raftkube.security.principal import MASTERS_GROUP
@@ -165,15 +165,15 @@ class Master:
                 raise ValueError(f"{config.name}: join: true needs store.peers (the running "
                                  "cluster's Raft members)")
         else:
-            peers = [f"{m['ip']}:{m['raftPort']}" for m in cluster["masters"]
-                     if m["name"] != config.name]
+            peers = [address for name, address in master_raft_addresses(cluster).items()
+                     if name != config.name]
             store_overrides.pop("peers", None)
         self._ca_pem = Path(cluster["caFile"]).read_bytes()
         sec_config = MasterSecurityConfig.from_cluster_file(config.cluster_file, config.name)
         sec_config = MasterSecurityConfig(**{**sec_config.__dict__,
                                              "public_methods": PUBLIC_METHODS})
         self.store = Store(StoreConfig(
-            raft_address=self.addresses.raft, data_dir=str(config.data_dir / "store"),
+            raft_address=self.addresses.raft, data_dir=str(config.store_dir),
             cluster_secret=Path(cluster["raftSecretFile"]), peers=peers,
             node_id=config.name, **store_overrides))
         self.tokens = system_keys.TokenTableCache(self.store)

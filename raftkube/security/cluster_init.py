@@ -384,6 +384,13 @@ def load_cluster_file(path: Path) -> dict:
     return doc
 
 
+def master_raft_addresses(doc: dict) -> dict[str, str]:
+    """Every master's Raft address (`IP:RAFTPORT`) by name, in the order of a parsed
+    cluster file's `masters`: the masters' bootstrap peers, and the members of a cluster
+    restored from a snapshot."""
+    return {m["name"]: f"{m['ip']}:{m['raftPort']}" for m in doc.get("masters", [])}
+
+
 @dataclass(frozen=True)
 class WorkerCredentials:
     """What `add_worker` made: the worker's client config and the table record of its

@@ -37,19 +37,6 @@ def client(cluster):
         yield cl
 
 
-@pytest.fixture
-def kubectl(cluster, capsys):
-    """Run raftkubectl in-process: (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = raftkubectl_main.main([*args, "--config", str(cluster.layout.admin_config)])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 WEB = """\
 apiVersion: apps/v1
 kind: Deployment

@@ -1,4 +1,5 @@
-"""`cluster status|add-master|remove-master`, `snapshot save`, `token create`, `version`."""
+"""`cluster status|add-master|remove-master|rotate-secrets`, `token create`, `version`
+(`snapshot save|restore`: cmd_snapshot)."""
 
 from __future__ import annotations
 
@@ -44,13 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rotate.set_defaults(func=_rotate)
     for sub in (status, add, remove, rotate):
         add_config_flag(sub)
-
-    snapshot = subparsers.add_parser("snapshot", help="back up the cluster state")
-    snap_verbs = snapshot.add_subparsers(dest="snapshot_verb", metavar="VERB", required=True)
-    save = snap_verbs.add_parser("save", help="save a consistent snapshot to FILE")
-    save.add_argument("file")
-    add_config_flag(save)
-    save.set_defaults(func=_snapshot_save)
 
     token = subparsers.add_parser("token", help="join tokens for new workers")
     token_verbs = token.add_subparsers(dest="token_verb", metavar="VERB", required=True)
@@ -134,15 +128,6 @@ def _rotate(args: argparse.Namespace) -> int:
     with make_client(args) as client:
         rewritten, key = client.admin.rotate_secrets()
     print(f"{rewritten} secrets re-encrypted; every secret now uses key {key!r}")
-    return 0
-
-
-@command
-def _snapshot_save(args: argparse.Namespace) -> int:
-    with make_client(args) as client:
-        info = client.admin.save_snapshot(args.file)
-    print(f"Snapshot saved at {info.path} ({info.size} bytes, revision {info.revision}, "
-          f"sha256 {info.sha256})")
     return 0
 
 
