@@ -48,10 +48,6 @@ def read_until(fd: int, wanted: bytes, seen: bytearray, timeout: float = 30.0,
                 os.write(fd, b"\x1b[1;5R")
 
 
-def _controlling_terminal() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # after setsid: stdin's pty becomes ours
-
-
 def test_interactive_exec_follows_the_terminal(harness: AgentHarness) -> None:
     if "w1" not in harness.agents:
         harness.start_agent("w1", node_agent=harness.serving_config("w1"))
@@ -64,11 +60,12 @@ def test_interactive_exec_follows_the_terminal(harness: AgentHarness) -> None:
     main_fd, side_fd = pty.openpty()
     set_size(side_fd, 30, 90)
     cooked = termios.tcgetattr(side_fd)
+    # setsid -c: a new session whose controlling terminal is the pty (so SIGWINCH reaches
+    # raftkubectl); no preexec_fn, which is unsafe in a process running gRPC threads.
     process = subprocess.Popen(
-        [sys.executable, "-m", "raftkube.cli.raftkubectl_main", "exec", "-it", "shell",
-         "-n", ns, "--config", str(harness.cluster.layout.admin_config), "--", "sh"],
-        stdin=side_fd, stdout=side_fd, stderr=side_fd, cwd=REPO_ROOT,
-        start_new_session=True, preexec_fn=_controlling_terminal)
+        ["setsid", "-c", sys.executable, "-m", "raftkube.cli.raftkubectl_main", "exec",
+         "-it", "shell", "-n", ns, "--config", str(harness.cluster.layout.admin_config), "--",
+         "sh"], stdin=side_fd, stdout=side_fd, stderr=side_fd, cwd=REPO_ROOT)
     seen = bytearray()
     prompts = 0
 

@@ -234,3 +234,19 @@ def test_units_start_and_a_nodeport_service_answers_from_the_host(cluster):
 
     _wait(f"{url} to serve the page", NODE_PORT_TIMEOUT, node_port_answers)
 
+
+    # Streams and usage reach the worker VM through a master (the node agent service on
+    # the worker's private address, mutual TLS with its certificate from raftkube init).
+    listed = _run([*_raftkube_command("raftkubectl"), "get", "pods", "-n", "default", "-l",
+                   "app=web", "-o", "name"], env=kubectl_env, timeout=120)
+    pod = listed.stdout.split()[0].removeprefix("pod/")
+    shown = _run([*_raftkube_command("raftkubectl"), "exec", pod, "-n", "default", "--",
+                  "cat", "/www/index.html"], env=kubectl_env, timeout=120)
+    assert PAGE in shown.stdout
+
+    def top_has_figures():
+        result = _run([*_raftkube_command("raftkubectl"), "top", "node", "worker-1"],
+                      env=kubectl_env, timeout=120, check=False)
+        return result.returncode == 0, result.stdout + result.stderr
+
+    print(_wait("top node worker-1", NODE_PORT_TIMEOUT, top_has_figures))
