@@ -95,3 +95,76 @@ def test_bad_config_is_refused_naming_the_field(tmp_path: Path) -> None:
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60)
     assert result.returncode == 2
     assert "runtime.kind" in result.stderr and "docker" in result.stderr
+
+
+def test_a_joined_worker_gets_pods_scheduled_on_it(tmp_path: Path) -> None:
+    """The seed's "add a new node server": a token from raftkubectl, `raftkube join` on the
+    new machine, `raftkube worker`, and the scheduler places a Deployment's pods there."""
+    harness = AgentHarness.start(workers=())
+    process = None
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+    def cli(module: str, *args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", f"raftkube.cli.{module}", *args],
+                                capture_output=True, text=True, env=env, timeout=120,
+                                cwd=str(REPO_ROOT))
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    try:
+        admin = ["--config", str(harness.cluster.layout.admin_config)]
+        token = cli("raftkubectl_main", "token", "create", "--ttl", "10m", *admin).strip()
+        machine = tmp_path / "new-machine"
+        cli("raftkube_main", "join", "--token", token, "--name", "joined-1",
+            "--master", harness.cluster.members[0].api_address,
+            "--ca-file", str(harness.cluster.layout.ca_cert), "--dir", str(machine))
+        config_path = machine / "worker.yaml"
+        config = yaml.safe_load(config_path.read_text())
+        assert config["nodeName"] == "joined-1"
+        assert harness.podman is not None  # this machine's Podman and address, as an operator
+        config.update(nodeIP="127.0.0.1", dataDir=str(machine / "agent"),
+                      leaseIntervalSeconds=0.5,
+                      runtime={"kind": "podman", "startService": False,
+                               "podmanSocket": str(harness.podman.store.socket_path),
+                               "network": harness.podman.network})
+        config_path.write_text(yaml.safe_dump(config))
+        process = _spawn(config_path, tmp_path / "worker.log")
+        ns = harness.namespace()
+        manifest = tmp_path / "web.yaml"
+        manifest.write_text(f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {{name: main, image: localhost/busybox:latest, command: [sleep, "3600"]}}
+""")
+        cli("raftkubectl_main", "apply", "-f", str(manifest), *admin)
+        deadline = time.monotonic() + 120
+        while True:
+            pods = harness.admin.pods.list(ns, label_selector="app=web")
+            placed = [p for p in pods if p.spec.node_name == "joined-1"
+                      and condition(p, "Ready") == "True"]
+            if len(placed) == 2:
+                break
+            assert time.monotonic() < deadline, [(p.spec.node_name, p.status.phase)
+                                                 for p in pods]
+            time.sleep(0.5)
+        node = harness.admin.nodes.get("joined-1")
+        assert condition(node, "Ready") == "True" and node.spec.pod_cidr
+        harness.admin.resource("Deployment").delete("web", ns)
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        harness.close()
