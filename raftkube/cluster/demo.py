@@ -43,6 +43,8 @@ demo deployed in namespace "demo". Look at it with:
   raftkubectl describe deployment web -n demo
   raftkubectl logs data-writer -n demo
   raftkubectl exec kv-0 -n demo -- cat /data/history
+  raftkubectl exec -it kv-0 -n demo -- sh   (a shell in the pod)
+  raftkubectl top pod -n demo        (CPU and memory, after ~10 s)
   raftkubectl get nodes -o wide      (worker addresses)
   curl http://<worker address>:30080/ (the NodePort Service)
 """)
