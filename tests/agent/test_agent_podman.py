@@ -517,6 +517,13 @@ def test_agent_carries_on_when_the_leader_master_dies(harness: AgentHarness, age
         harness.cluster.restart(leader)
 
 
+def _infra_pid(harness: AgentHarness, sandbox_id: str) -> int:
+    """The host PID of the sandbox's infra process (0 while it is not running)."""
+    infra = harness.podman.podman("pod", "inspect", "-f", "{{.InfraContainerID}}",  # type: ignore[union-attr]
+                                  sandbox_id).stdout.decode().strip()
+    return host_pid(harness, infra)
+
+
 def test_dead_sandbox_is_restarted_with_its_containers(harness: AgentHarness, agent) -> None:
     ns = harness.namespace()
     pod = harness.pod("netless", ns)
@@ -526,13 +533,14 @@ def test_dead_sandbox_is_restarted_with_its_containers(harness: AgentHarness, ag
     rt = harness.podman.runtime  # type: ignore[union-attr]
     sandbox = rt.pod_sandbox_status(running.metadata.uid)
     assert sandbox is not None
-    infra = harness.podman.podman("pod", "inspect", "-f", "{{.InfraContainerID}}",  # type: ignore[union-attr]
-                                  sandbox.sandbox_id).stdout.decode().strip()
-    os.kill(host_pid(harness, infra), signal.SIGKILL)
+    old_pid = _infra_pid(harness, sandbox.sandbox_id)
+    os.kill(old_pid, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         current = rt.pod_sandbox_status(running.metadata.uid)
-        if current is not None and current.ready and any(
+        # Its infra process replaced (right after the kill, the old one still looks ready).
+        if current is not None and _infra_pid(harness, current.sandbox_id) not in (0, old_pid) \
+                and current.ready and any(
                 c.state.value == "running" for c in rt.list_containers(running.metadata.uid)):
             break
         time.sleep(0.5)
