@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything raftkube needs on a Debian 12 machine (run as root), idempotently:
 # system packages (Podman, runc, busybox-static, nftables, iproute2, etcd for benchmarks,
-# shellcheck and vagrant for the deployment checks),
+# the ShellCheck and Vagrant tools for the deployment checks),
 # a virtual environment in .venv with raftkube and its dev tools.
 # Usage: bash scripts/install.sh
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 SYSTEM_PACKAGES=(
   python3 python3-venv python3-pip
-  podman runc netavark aardvark-dns conmon
+  podman runc netavark aardvark-dns conmon catatonit
   busybox-static nftables iptables iproute2 conntrack procps psmisc curl
   etcd-server etcd-client
   shellcheck vagrant

@@ -34,11 +34,13 @@ DEB_CACHE="$(dirname "$CACHE_DIR")/debs"
 
 # Installed with apt inside the image after debootstrap (no recommends). podman lists
 # crun|runc: naming runc selects it, as on the hosts (crun rejects cgroups v1 hybrid mode).
+# catatonit is only a recommendation of podman, but pods need it (the pause image).
 GUEST_PACKAGES=(
   systemd-sysv udev dbus kmod linux-image-amd64 initramfs-tools
   openssh-server sudo python3 python3-venv ifupdown isc-dhcp-client iproute2 netbase
   rsync ca-certificates procps less e2fsprogs
-  podman runc conmon netavark aardvark-dns iptables nftables conntrack busybox-static
+  podman runc conmon catatonit netavark aardvark-dns iptables nftables conntrack
+  busybox-static
 )
 
 rebuild=0

@@ -27,9 +27,11 @@ from pathlib import Path
 
 # Podman refuses an NPROC ulimit above this.
 PODMAN_NPROC_CAP = 32768
-# Debian packages a worker needs to run containers.
+# Debian packages a worker needs to run containers. catatonit is only recommended by podman,
+# but without it no pod can start (podman builds its pause image from it).
 WORKER_PACKAGES: tuple[str, ...] = (
-    "podman", "runc", "conmon", "netavark", "aardvark-dns", "busybox-static", "iptables",
+    "podman", "runc", "conmon", "catatonit", "netavark", "aardvark-dns", "busybox-static",
+    "iptables",
 )
 SYSTEM_CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 # Longest per-host directory path accepted. Measured with Podman 4.3 / conmon 2.1.6: from
