@@ -118,11 +118,24 @@ def _bounded(which: int, cap: int | None) -> tuple[int, int]:
     return hard, hard
 
 
+def detect_cgroup_manager(systemd_dir: Path = Path("/run/systemd/system"),
+                          unified_marker: Path = Path("/sys/fs/cgroup/cgroup.controllers")
+                          ) -> str:
+    """"systemd" on a machine booted with systemd and the unified cgroup v2 hierarchy (there,
+    runc refuses pod sandboxes under cgroupfs: "error reopening /dev/null ... operation not
+    permitted", seen on Debian 12 VMs), else "cgroupfs" (no systemd, or cgroups v1/hybrid as
+    on the project's development machines)."""
+    return "systemd" if systemd_dir.is_dir() and unified_marker.exists() else "cgroupfs"
+
+
 def render_containers_conf(ulimits: Ulimits, store: HostStoreConfig | None = None,
-                           runtime_path: str = "/usr/sbin/runc") -> str:
-    """The containers.conf text: runc, cgroupfs, k8s-file logs, file events, netavark;
-    with `store`, also that host's temp dir, network config dir and default subnet."""
+                           runtime_path: str = "/usr/sbin/runc",
+                           cgroup_manager: str | None = None) -> str:
+    """The containers.conf text: runc, the cgroup manager (default: detect_cgroup_manager()),
+    k8s-file logs, file events, netavark; with `store`, also that host's temp dir, network
+    config dir and default subnet."""
     runtime = store.runtime_path if store else runtime_path
+    manager = cgroup_manager or detect_cgroup_manager()
     lines = [
         "# Written by `raftkube worker setup`; rewritten when the limits change.",
         "[containers]",
@@ -132,7 +145,7 @@ def render_containers_conf(ulimits: Ulimits, store: HostStoreConfig | None = Non
         "",
         "[engine]",
         'runtime = "runc"',
-        'cgroup_manager = "cgroupfs"',
+        f'cgroup_manager = "{manager}"',
         'events_logger = "file"',
     ]
     if store:

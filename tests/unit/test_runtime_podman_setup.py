@@ -17,6 +17,7 @@ from raftkube.workers.podman_setup import (
     SetupError,
     Ulimits,
     current_ulimits,
+    detect_cgroup_manager,
     render_containers_conf,
     write_host_configs,
     write_system_config,
@@ -39,11 +40,25 @@ def test_system_config_selects_what_these_machines_need() -> None:
     assert conf["containers"]["default_ulimits"] == ["nofile=1024:4096", "nproc=100:200"]
     assert conf["containers"]["log_driver"] == "k8s-file"
     assert conf["engine"]["runtime"] == "runc"
-    assert conf["engine"]["cgroup_manager"] == "cgroupfs"
+    assert conf["engine"]["cgroup_manager"] == detect_cgroup_manager()
     assert conf["engine"]["events_logger"] == "file"
     assert conf["engine"]["runtimes"]["runc"] == ["/usr/sbin/runc"]
     assert conf["network"]["network_backend"] == "netavark"
     assert "tmp_dir" not in conf["engine"]
+
+
+def test_cgroup_manager_follows_the_machine(tmp_path: Path) -> None:
+    systemd, unified = tmp_path / "run-systemd-system", tmp_path / "cgroup.controllers"
+    assert detect_cgroup_manager(systemd, unified) == "cgroupfs", "no systemd, no v2"
+    unified.write_text("cpu memory pids\n")
+    assert detect_cgroup_manager(systemd, unified) == "cgroupfs", "v2 without systemd"
+    systemd.mkdir()
+    assert detect_cgroup_manager(systemd, unified) == "systemd"
+    unified.unlink()
+    assert detect_cgroup_manager(systemd, unified) == "cgroupfs", "systemd on v1/hybrid"
+    conf = tomllib.loads(render_containers_conf(Ulimits((1, 1), (1, 1)),
+                                                cgroup_manager="systemd"))
+    assert conf["engine"]["cgroup_manager"] == "systemd"
 
 
 @pytest.fixture
