@@ -59,6 +59,7 @@ from raftkube.masters.object_store import ObjectStore
 from raftkube.masters.pod_streams import PodStreamsProxy
 from raftkube.masters.resource_service import ResourcesServicer
 from raftkube.masters.secret_encryption import KeyFile, SecretEncryption
+from raftkube.metrics_http import MetricsServer
 from raftkube.objects import registry
 from raftkube.security.audit import AuditConfig, AuditLog
 from raftkube.security.cluster_init import load_cluster_file, master_raft_addresses
@@ -189,7 +190,7 @@ class Master:
             _SecurityAuthorizer(self.security, self._node_references()), audit)
         self.api = ObjectApi(self.objects, self.gatekeeper)
         self.metrics = MasterMetrics()
-        self._metrics_server: object | None = None
+        self._metrics_server: MetricsServer | None = None
         self._peer_channels: dict[str, grpc.Channel] = {}
         self._peer_lock = threading.Lock()
         self.admin = AdminServicer(
@@ -307,7 +308,7 @@ class Master:
             self.server.stop(grace).wait(grace + 1)
             self.server = None
         if self._metrics_server is not None:
-            self._metrics_server.shutdown()  # type: ignore[attr-defined]
+            self._metrics_server.close()
             self._metrics_server = None
         self.pod_streams.close()
         with self._peer_lock:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from raftkube.metrics_http import MetricsServer, serve_metrics
 
 
 class MasterMetrics:
@@ -29,12 +31,9 @@ class MasterMetrics:
                               registry=self.registry)
         self.term = Gauge("raftkube_store_term", "Raft term", registry=self.registry)
 
-    def serve(self, address: str) -> object:
-        """Serve /metrics on HOST:PORT; returns the server (has .shutdown())."""
-        host, _, port = address.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1",
-                                            registry=self.registry)
-        return server
+    def serve(self, address: str) -> MetricsServer:
+        """Serve /metrics on HOST:PORT; returns the server (close() stops it)."""
+        return serve_metrics(self.registry, address)
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):

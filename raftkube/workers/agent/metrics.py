@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from raftkube.metrics_http import MetricsServer, serve_metrics
 from raftkube.workers.agent.usage import NodeUsage
 
 _NANOCORES = 1e9
@@ -81,18 +82,14 @@ class WorkerMetrics:
     def __init__(self, collector: WorkerCollector) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(collector)
-        self._server: object | None = None
+        self._server: MetricsServer | None = None
 
     def serve(self, address: str) -> int:
         """Serve /metrics on HOST:PORT (port 0 = any); returns the port."""
-        host, _, port = address.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1",
-                                            registry=self.registry)
-        self._server = server
-        return int(server.server_port)
+        self._server = serve_metrics(self.registry, address)
+        return self._server.port
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()  # type: ignore[attr-defined]
-            self._server.server_close()  # type: ignore[attr-defined]
+            self._server.close()
             self._server = None
