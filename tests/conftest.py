@@ -1,4 +1,5 @@
-"""Shared pytest options: `--soak` enables the long chaos soaks."""
+"""Shared pytest options: `--soak` enables the long chaos soaks; `--chaos-seed`,
+`--chaos-rounds` and `--chaos-duration` steer the chaos tests that read them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long chaos soak tests")
+    parser.addoption("--chaos-seed", type=int, default=None,
+                     help="seed of the chaos tests (default: a random one, printed)")
+    parser.addoption("--chaos-rounds", type=int, default=5,
+                     help="rounds of the chaos soak tests")
+    parser.addoption("--chaos-duration", type=float, default=30.0,
+                     help="seconds of faults per chaos soak round")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
