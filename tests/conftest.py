@@ -18,6 +18,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--soak"):
+        # A soak lasts as long as its rounds: size its pytest-timeout to them.
+        rounds = config.getoption("--chaos-rounds")
+        budget = rounds * (config.getoption("--chaos-duration") + 180.0) + 300.0
+        for item in items:
+            if "soak" in item.keywords:
+                item.add_marker(pytest.mark.timeout(budget))
         return
     skip = pytest.mark.skip(reason="soak test: run with --soak")
     for item in items:

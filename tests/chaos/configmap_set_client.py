@@ -1,0 +1,64 @@
+"""The set workload's client: each element is a ConfigMap created through the SDK.
+
+Element N is ConfigMap `chaos-<run>-N` (label chaos=<run>) in namespace default, created by
+one shared `raftkube.client.Client` (admin credentials, failover between masters, bounded
+retries). Outcomes, per the SDK's contract: success is ok; `Unavailable` (no attempt ever
+reached a master that could take it: every attempt provably not applied) and refusals
+(`Invalid`, `Forbidden`) are definite failures; `UnknownOutcome` and anything else are
+unknown. `elements()` reads the final set with a linearizable list, retrying until the
+healed cluster answers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+from raftkube import apierrors
+from raftkube.api.v1 import core_pb2
+from raftkube.client import Client, ClientOptions, RetryConfig
+from raftkube.testing.chaos.history import DefiniteFailure
+
+DEFINITE = (apierrors.Unavailable, apierrors.Invalid, apierrors.Forbidden)
+
+
+class ConfigMapSet:
+    """add(n) creates ConfigMap N; elements() lists them. Thread-safe; close() when done."""
+
+    def __init__(self, admin_config: Path, seed: int, call_timeout: float = 2.0,
+                 deadline: float = 5.0) -> None:
+        self.run = secrets.token_hex(3)
+        self.client = Client.from_config(admin_config, options=ClientOptions(
+            retry=RetryConfig(max_attempts=5, deadline=deadline, call_timeout=call_timeout,
+                              max_backoff=1.0),
+            linearizable_reads=True, seed=seed, random_start=True))
+
+    def _name(self, element: int) -> str:
+        return f"chaos-{self.run}-{element}"
+
+    def add(self, element: int) -> None:
+        cm = core_pb2.ConfigMap(api_version="v1", kind="ConfigMap")
+        cm.metadata.name = self._name(element)
+        cm.metadata.labels["chaos"] = self.run
+        cm.data["element"] = str(element)
+        try:
+            self.client.create(cm)
+        except DEFINITE as exc:
+            raise DefiniteFailure(f"{type(exc).__name__}: {exc}") from exc
+
+    def elements(self, timeout: float = 60.0) -> set[int]:
+        """Every element present now (linearizable list through the leader)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                items = self.client.resource("ConfigMap").list(
+                    "default", label_selector=f"chaos={self.run}")
+                return {int(cm.data["element"]) for cm in items}
+            except apierrors.ApiError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        self.client.close()
