@@ -1,5 +1,6 @@
-"""Register operations (get / put / compare-and-swap) on keys /chaos/KEY through the
-masters' raw KV API, a random live master per operation (TLS + admin token).
+"""Register operations (get / put / compare-and-swap) on keys PREFIX + KEY through the
+masters' raw KV API, a random live master per operation (TLS + admin token). The prefix
+(default /chaos/) must hold no keys yet: the register model starts from "absent".
 
 Outcomes follow the chaos runner's contract: a reply is the result; a refusal before the
 store (authentication, permission, invalid request) or a call that provably never reached
@@ -37,10 +38,12 @@ def prefix_end(prefix: bytes) -> bytes:
 
 
 class RegisterClient:
-    """get / put / cas on /chaos/KEY (values are decimal integers); thread-safe."""
+    """get / put / cas on PREFIX + KEY (values are decimal integers); thread-safe."""
 
-    def __init__(self, cluster: MasterCluster, seed: int, timeout: float = 2.0) -> None:
+    def __init__(self, cluster: MasterCluster, seed: int, timeout: float = 2.0,
+                 prefix: bytes = KEY_PREFIX) -> None:
         self.cluster = cluster
+        self.prefix = prefix
         self.rng = random.Random(seed)
         self.timeout = timeout
         self.lock = threading.Lock()
@@ -59,9 +62,8 @@ class RegisterClient:
                 raise DefiniteFailure("no master process is running")
             time.sleep(0.05)
 
-    @staticmethod
-    def _key(key: object) -> bytes:
-        return KEY_PREFIX + str(key).encode()
+    def _key(self, key: object) -> bytes:
+        return self.prefix + str(key).encode()
 
     def _call(self, method: str, request: object) -> object:
         stub = self._stub()

@@ -9,6 +9,7 @@ under `out_dir` and print the summary line.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def _config(seed: int, duration: float, out_dir: Path,
 
 def register_round(cluster: MasterCluster, seed: int, kinds: Sequence[str], duration: float,
                    out_dir: Path, schedule: Sequence[ScheduledFault] = ()) -> RunResult:
-    """One register round with watchers; every call bounded by a 2 s deadline."""
-    client = RegisterClient(cluster, seed=seed, timeout=2.0)
-    watchers = MasterWatchers(cluster, KEY_PREFIX, head_revision(cluster) + 1).start()
+    """One register round with watchers; every call bounded by a 2 s deadline. Its keys
+    live under a prefix of their own, so rounds on one cluster start from empty keys."""
+    prefix = KEY_PREFIX + f"{secrets.token_hex(4)}/".encode()
+    client = RegisterClient(cluster, seed=seed, timeout=2.0, prefix=prefix)
+    watchers = MasterWatchers(cluster, prefix, head_revision(cluster) + 1).start()
     try:
         [result] = chaos_on_masters(
             cluster, lambda: RegisterWorkload(client.get, client.put, client.cas), kinds,
