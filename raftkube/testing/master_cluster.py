@@ -8,7 +8,9 @@
         cluster.kill(cluster.leader_index())
 
 Every process is stopped by PID and every file removed by `close()`, also when the test
-inside the `with` fails.
+inside the `with` fails. Subclasses place masters elsewhere by overriding `_specs` (names,
+addresses, ports) and `_command_prefix` (e.g. entering a network namespace): see
+netns_masters.py.
 """
 
 from __future__ import annotations
