@@ -5,8 +5,8 @@ one shared `raftkube.client.Client` (admin credentials, failover between masters
 retries). Outcomes, per the SDK's contract: success is ok; `Unavailable` (no attempt ever
 reached a master that could take it: every attempt provably not applied) and refusals
 (`Invalid`, `Forbidden`) are definite failures; `UnknownOutcome` and anything else are
-unknown. `elements()` reads the final set with a linearizable list, retrying until the
-healed cluster answers.
+unknown. `elements()` / `creations()` read the final state with a linearizable list,
+retrying until the healed cluster answers.
 """
 
 from __future__ import annotations
@@ -47,18 +47,32 @@ class ConfigMapSet:
         except DEFINITE as exc:
             raise DefiniteFailure(f"{type(exc).__name__}: {exc}") from exc
 
-    def elements(self, timeout: float = 60.0) -> set[int]:
-        """Every element present now (linearizable list through the leader)."""
+    @property
+    def label_selector(self) -> str:
+        return f"chaos={self.run}"
+
+    def list(self, timeout: float = 60.0) -> tuple[list[core_pb2.ConfigMap], str]:
+        """This run's ConfigMaps and the list's resourceVersion (linearizable, through the
+        leader), retried until the cluster answers or `timeout` passes."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                items = self.client.resource("ConfigMap").list(
-                    "default", label_selector=f"chaos={self.run}")
-                return {int(cm.data["element"]) for cm in items}
+                return self.client.resource("ConfigMap").list_with_version(
+                    "default", label_selector=self.label_selector)
             except apierrors.ApiError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+
+    def elements(self) -> set[int]:
+        """Every element present now."""
+        return {int(cm.data["element"]) for cm in self.list()[0]}
+
+    def creations(self) -> dict[int, tuple[str, str]]:
+        """resourceVersion -> ("ADDED", name) of every ConfigMap present now: each was
+        created once and never changed, so these are all the events a watch can see."""
+        return {int(cm.metadata.resource_version): ("ADDED", cm.metadata.name)
+                for cm in self.list()[0]}
 
     def close(self) -> None:
         self.client.close()

@@ -2,9 +2,10 @@
 
 `register_round`: RegisterWorkload through random masters' KV API, with watchers on every
 master; checkers: linearizability, watches, divergence. `set_round`: ConfigMap creates
-through the SDK; checkers: set, divergence. Both take a fixed `schedule` (CI: every fault
-once) or none (random faults from `kinds` for `duration` seconds, soak), write the report
-under `out_dir` and print the summary line.
+through the SDK, with SDK watchers starting on every master; checkers: set, SDK watches,
+divergence. Both take a fixed `schedule` (CI: every fault once) or none (random faults
+from `kinds` for `duration` seconds, soak), write the report under `out_dir` and print
+the summary line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.chaos.master_divergence import divergence_checker
 from tests.chaos.master_register_client import KEY_PREFIX, RegisterClient
 from tests.chaos.master_watchers import MasterWatchers, head_revision
 from tests.chaos.netns_chaos import chaos_on_masters, summary_line
+from tests.chaos.sdk_watchers import SdkWatchers
 
 
 def _config(seed: int, duration: float, out_dir: Path,
@@ -55,17 +57,23 @@ def register_round(cluster: MasterCluster, seed: int, kinds: Sequence[str], dura
 
 def set_round(cluster: MasterCluster, seed: int, kinds: Sequence[str], duration: float,
               out_dir: Path, schedule: Sequence[ScheduledFault] = ()) -> RunResult:
-    """One set round: ConfigMap creates, then the final linearizable list."""
+    """One set round: ConfigMap creates, SDK watchers starting on every master, then the
+    final linearizable list."""
     configmaps = ConfigMapSet(cluster.layout.admin_config, seed)
+    watchers = SdkWatchers(cluster.layout.admin_config, configmaps.label_selector,
+                           configmaps.list()[1]).start()
     try:
         def check_configmaps(history: History) -> SetResult:
             return check_set(history, configmaps.elements())
 
         [result] = chaos_on_masters(
             cluster, lambda: SetWorkload(configmaps.add), kinds,
-            [check_configmaps, divergence_checker(cluster)],
+            [check_configmaps, watchers.checker(configmaps.creations),
+             divergence_checker(cluster)],
             _config(seed, duration, out_dir, schedule))
     finally:
+        watchers.stop()
         configmaps.close()
-    print(summary_line(result))
+    events = {name: len(evs) for name, evs in watchers.events.items()}
+    print(f"{summary_line(result)}; SDK watch events {events}")
     return result
