@@ -8,7 +8,9 @@
         cluster.kill(cluster.leader_index())
 
 Every process is stopped by PID and every file removed by `close()`, also when the test
-inside the `with` fails.
+inside the `with` fails. Subclasses place masters elsewhere by overriding `_specs` (names,
+addresses, ports) and `_command_prefix` (e.g. entering a network namespace): see
+netns_masters.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +75,8 @@ class MasterCluster:
         self.root = Path(tempfile.mkdtemp(prefix="raftkube-masters-"))
         self.store_overrides = dict(store_overrides or {})
         self.controller_options = dict(controllers or {})
-        ports = free_ports(3 * size, host)
-        specs = [MasterSpec(f"m{i + 1}", host, *ports[3 * i:3 * i + 3]) for i in range(size)]
         try:
+            specs = self._specs(size)
             self.init = init_cluster(InitConfig(self.root / "cluster", tuple(specs),
                                                 workers=workers))
         except BaseException:
@@ -84,8 +87,21 @@ class MasterCluster:
         for i, spec in enumerate(specs):
             self.members.append(self._member(i, spec))
         self._channels: dict[tuple[int, str], grpc.Channel] = {}
+        self._channels_lock = threading.Lock()
         self.admin_token = self.layout.admin_token.read_text().strip()
         self.ca_pem = self.layout.ca_cert.read_bytes()
+
+    def _specs(self, size: int) -> Sequence[MasterSpec]:
+        """Names, addresses and ports of the masters: all on `self.host`, free ports.
+        Subclasses placing masters elsewhere override this."""
+        ports = free_ports(3 * size, self.host)
+        return [MasterSpec(f"m{i + 1}", self.host, *ports[3 * i:3 * i + 3])
+                for i in range(size)]
+
+    def _command_prefix(self, member: MasterProcess) -> list[str]:
+        """argv put before the master's command (e.g. entering a network namespace); the
+        prefix must exec the command so the PID stays the master's. Default: none."""
+        return []
 
     def _member(self, i: int, spec: MasterSpec) -> MasterProcess:
         data = self.root / spec.name
@@ -111,8 +127,8 @@ class MasterCluster:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         log = open(member.log_path, "ab")  # noqa: SIM115 (the child owns it)
         member.process = subprocess.Popen(
-            [sys.executable, "-m", "raftkube.cli.raftkube_main", "master",
-             "--config", str(member.config_path)],
+            [*self._command_prefix(member), sys.executable, "-m",
+             "raftkube.cli.raftkube_main", "master", "--config", str(member.config_path)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
         log.close()
 
@@ -152,8 +168,10 @@ class MasterCluster:
         if sig in (signal.SIGKILL, signal.SIGTERM):
             member.process.wait(30)
             member.process = None
-            for key in [k for k in self._channels if k[0] == index]:
-                self._channels.pop(key).close()
+            with self._channels_lock:
+                stale = [self._channels.pop(k) for k in list(self._channels) if k[0] == index]
+            for channel in stale:
+                channel.close()
 
     def pause(self, index: int) -> None:
         os.kill(self.members[index].pid, signal.SIGSTOP)
@@ -162,9 +180,15 @@ class MasterCluster:
         os.kill(self.members[index].pid, signal.SIGCONT)
 
     def restart(self, index: int, timeout: float = 60.0) -> None:
+        self.respawn(index)
+        self.wait_serving(index, timeout)
+
+    def respawn(self, index: int) -> None:
+        """Kill master `index` if it runs, then start it again without waiting for it to
+        serve (a master alone cannot serve: after losing all of them, restart them all
+        with this first, then wait)."""
         self.kill(index)
         self._spawn(self.members[index])
-        self.wait_serving(index, timeout)
 
     def add_master(self, timeout: float = 60.0) -> int:
         """Grow the cluster by one master (credentials, start with join, AddMaster through
@@ -210,11 +234,12 @@ class MasterCluster:
         """A TLS channel to master `index` (admin token unless another is given)."""
         token = self.admin_token if token is None else token
         key = (index, token)
-        channel = self._channels.get(key)
-        if channel is None:
-            creds = channel_credentials(self.ca_pem, token=token or None)
-            channel = grpc.secure_channel(self.members[index].api_address, creds)
-            self._channels[key] = channel
+        with self._channels_lock:
+            channel = self._channels.get(key)
+            if channel is None:
+                creds = channel_credentials(self.ca_pem, token=token or None)
+                channel = grpc.secure_channel(self.members[index].api_address, creds)
+                self._channels[key] = channel
         return channel
 
     def resources(self, index: int, token: str | None = None) -> resources_pb2_grpc.ResourcesStub:
@@ -239,9 +264,11 @@ class MasterCluster:
         raise TimeoutError("no leader elected")
 
     def close(self) -> None:
-        for channel in self._channels.values():
+        with self._channels_lock:
+            channels = list(self._channels.values())
+            self._channels.clear()
+        for channel in channels:
             channel.close()
-        self._channels.clear()
         for member in self.members:
             if member.process is not None:
                 if member.alive:

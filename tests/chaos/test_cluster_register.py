@@ -6,74 +6,18 @@ linearizable. A report (JSON, text, PNG) is written for each run."""
 from __future__ import annotations
 
 import random
-import threading
 from pathlib import Path
 
-import grpc
 import pytest
 
-from raftkube.api.v1 import kv_pb2, kv_pb2_grpc
-from raftkube.testing.chaos.history import DefiniteFailure
 from raftkube.testing.chaos.linearizability import checker as linearizability_checker
 from raftkube.testing.chaos.nemesis import KillProcess, PauseProcess
 from raftkube.testing.chaos.runner import RunConfig, run
 from raftkube.testing.chaos.workloads import RegisterWorkload
 from raftkube.testing.master_cluster import MasterCluster
+from tests.chaos.master_register_client import RegisterClient
 
 pytestmark = [pytest.mark.slow]
-
-# Refused before reaching a store: the operation certainly did not happen.
-DEFINITE = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-            grpc.StatusCode.INVALID_ARGUMENT}
-
-
-class RegisterClient:
-    """Register operations on keys /chaos/KEY through a random live master."""
-
-    def __init__(self, cluster: MasterCluster, seed: int) -> None:
-        self.cluster = cluster
-        self.rng = random.Random(seed)
-        self.lock = threading.Lock()
-
-    def _stub(self) -> kv_pb2_grpc.KVStub:
-        with self.lock:
-            alive = self.cluster.alive_indexes()
-            if not alive:
-                raise DefiniteFailure("no master process is running")
-            return kv_pb2_grpc.KVStub(self.cluster.channel(self.rng.choice(alive)))
-
-    @staticmethod
-    def _key(key: object) -> bytes:
-        return f"/chaos/{key}".encode()
-
-    def _call(self, method: str, request: object) -> object:
-        stub = self._stub()
-        try:
-            return getattr(stub, method)(request, timeout=2.0)
-        except grpc.RpcError as e:
-            if e.code() in DEFINITE:
-                raise DefiniteFailure(f"{e.code().name}: {e.details()}") from e
-            raise  # UNAVAILABLE mid-call, DEADLINE_EXCEEDED, ...: outcome unknown
-
-    def get(self, key: object) -> int | None:
-        reply = self._call("Range", kv_pb2.StoreRangeRequest(key=self._key(key)))
-        return int(reply.kvs[0].value) if reply.kvs else None  # type: ignore[attr-defined]
-
-    def put(self, key: object, value: int) -> None:
-        self._call("Put", kv_pb2.StorePutRequest(key=self._key(key), value=str(value).encode()))
-
-    def cas(self, key: object, expected: int | None, new: int) -> bool:
-        k = self._key(key)
-        compare = (kv_pb2.StoreCompare(key=k, target=kv_pb2.StoreCompare.CREATE,
-                                       result=kv_pb2.StoreCompare.EQUAL, number=0)
-                   if expected is None else
-                   kv_pb2.StoreCompare(key=k, target=kv_pb2.StoreCompare.VALUE,
-                                       result=kv_pb2.StoreCompare.EQUAL,
-                                       value=str(expected).encode()))
-        put = kv_pb2.StoreRequestOp(request_put=kv_pb2.StorePutRequest(
-            key=k, value=str(new).encode()))
-        reply = self._call("Txn", kv_pb2.StoreTxnRequest(compare=[compare], success=[put]))
-        return bool(reply.succeeded)  # type: ignore[attr-defined]
 
 
 def test_register_history_is_linearizable_under_master_faults(tmp_path: Path) -> None:
