@@ -123,6 +123,9 @@ def drive(op: Operation, endpoints: Endpoints, config: RetryConfig, rng: random.
             raise error
         action = decide(op.call.safety, failure)
         if action is Action.RAISE_UNKNOWN:
+            # The next call goes elsewhere: a master that swallowed this one (paused,
+            # partitioned) would swallow the next one too.
+            endpoints.failed(address)
             raise apierrors.UnknownOutcome(
                 f"{op.call.what}: the connection to {address} failed after the request was "
                 f"sent ({error.message}); it may or may not have been applied — read the "

@@ -112,10 +112,10 @@ def stored(cm: core_pb2.ConfigMap, created: str = "2030-01-01T00:00:00Z") -> cor
 
 
 def run(op: core.Operation, outcomes: list, addresses=("a", "b", "c"),
-        config: RetryConfig | None = None):
+        config: RetryConfig | None = None, endpoints: Endpoints | None = None):
     """Drive `op`, answering each Invoke with the next outcome (an exception to throw or a
     response); returns (result or raised error, addresses called)."""
-    endpoints = Endpoints(list(addresses))
+    endpoints = endpoints or Endpoints(list(addresses))
     gen = core.drive(op, endpoints, config or RetryConfig(), random.Random(0),
                      monotonic=lambda: 0.0)
     called: list[str] = []
@@ -148,6 +148,15 @@ def test_reads_fail_over_until_a_master_answers() -> None:
 def test_unsafe_write_interrupted_is_unknown_outcome() -> None:
     result, called = run(core.apply_op(config_map("x")), [RESET])
     assert isinstance(result, apierrors.UnknownOutcome) and called == ["a"]
+
+
+def test_after_an_unknown_outcome_the_next_call_goes_to_another_master() -> None:
+    # A paused leader swallows calls until they time out: found by the chaos suite, where
+    # every agent's Lease renewal kept timing out on it and all nodes fenced themselves.
+    endpoints = Endpoints(["a", "b", "c"])
+    result, called = run(core.apply_op(config_map("x")), [TIMEOUT], endpoints=endpoints)
+    assert isinstance(result, apierrors.UnknownOutcome) and called == ["a"]
+    assert endpoints.current() == "b"
 
 
 def test_unsafe_write_refused_is_retried() -> None:
