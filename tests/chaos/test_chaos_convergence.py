@@ -316,3 +316,34 @@ def test_workloads_converge_and_ordinals_never_run_twice(chaos_seed: int) -> Non
     moved = sorted({o.ordinal for o in intervals if o.stop is not None})
     print(f"ordinals replaced at least once: {moved}")
     assert moved, intervals  # deleted and dead-host ordinals ran again: the check saw moves
+
+
+def test_a_master_paused_past_the_fencing_timeout_does_not_fence_the_agents() -> None:
+    """Regression (found by the test above with longer pauses): the SDK kept sending to a
+    master that had swallowed a write until its deadline, so while that master was paused
+    every Lease renewal timed out on it and every agent fenced itself, stopping its
+    StatefulSet pods. Now the next call goes to another master."""
+    with MasterCluster(3) as cluster:
+        fleet = HollowFleet(HollowFleetConfig(
+            count=NODES, client_config=cluster.layout.admin_config, prefix="pause",
+            data_dir=str(cluster.root / "hollow"), lease_interval_seconds=1.0,
+            relist_interval_seconds=0.5))
+        fenced: set[str] = set()
+        try:
+            fleet.start()
+            used = fleet.lease_client.current_master
+            target = next(m.index for m in cluster.members if m.api_address == used)
+            cluster.pause(target)  # the master every Lease renewal goes to right now
+            try:
+                deadline = time.monotonic() + FENCING_TIMEOUT_SECONDS + 4.0
+                while time.monotonic() < deadline:
+                    fenced |= {name for name, a in fleet.agents.items() if a.fenced()}
+                    time.sleep(0.2)
+                moved_to = fleet.lease_client.current_master
+            finally:
+                cluster.resume(target)
+        finally:
+            fleet.stop()
+    print(f"paused {used}; Lease renewals moved to {moved_to}; fenced: {sorted(fenced)}")
+    assert moved_to != used
+    assert not fenced, f"agents fenced while one master was paused: {sorted(fenced)}"
