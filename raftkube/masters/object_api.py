@@ -185,19 +185,20 @@ class ObjectApi:
         like `create`. For controllers creating many objects at once (a ReplicaSet's
         pods, events). Services are not accepted here (their allocations need `create`).
         AlreadyExists names the first taken name; nothing is written then."""
-        prepared = []
-        for obj in objs:
-            checked = self._checked(self._prepare_name(obj), "create")
-            info = registry.for_message(checked)
-            if info.kind == "Service":
-                raise apierrors.Invalid("create_many: Services must be created one by one")
-            meta = checked.metadata  # type: ignore[attr-defined]
-            self._gate.check("create", info, meta.namespace, meta.name,
-                             object_node=self._object_node(checked))
-            self._require_namespace(info, meta.namespace)
-            prepared.append(lifecycle.prepare_create(
-                checked, uid=self._new_uid(), now=self._clock(),
-                namespace=meta.namespace if info.namespaced else None))
+        items = [(registry.for_message(checked), checked, checked.metadata)  # type: ignore[attr-defined]
+                 for checked in (self._checked(self._prepare_name(obj), "create")
+                                 for obj in objs)]
+        if any(info.kind == "Service" for info, _, _ in items):
+            raise apierrors.Invalid("create_many: Services must be created one by one")
+        self._gate.check_many("create", [(info, meta.namespace, meta.name,
+                                          self._object_node(checked))
+                                         for info, checked, meta in items])
+        for info, namespace in {(info, meta.namespace) for info, _, meta in items}:
+            self._require_namespace(info, namespace)
+        prepared = [lifecycle.prepare_create(
+            checked, uid=self._new_uid(), now=self._clock(),
+            namespace=meta.namespace if info.namespaced else None)
+            for info, checked, meta in items]
         return self.objects.create_many(prepared)
 
     def _create_service(self, service: Message, dry_run: bool) -> Message:
@@ -639,10 +640,13 @@ class ObjectApi:
         info = registry.by_kind("Pod")
         updates: list[tuple[Message, int]] = []
         now = self._clock()
-        for namespace, name, rv, node in bindings:
+        for _, name, _, node in bindings:
             if not node:
                 raise apierrors.Invalid(f'binding of pod "{name}": nodeName is required')
-            self._gate.check("create", info, namespace, name, subresource="binding")
+        self._gate.check_many("create", [(info, namespace, name, None)
+                                         for namespace, name, _, _ in bindings],
+                              subresource="binding")
+        for namespace, name, rv, node in bindings:
             pod = self._current(info, namespace, name)
             expected = self._expected_revision_text(rv) if rv else int(
                 pod.metadata.resource_version)

@@ -13,6 +13,8 @@ Contract:
 - When the watch fails (store restart, compacted history) the kind is relisted and every
   key is reported again, so level-triggered consumers converge.
 - `wait_synced` returns once every kind has been listed.
+- `list_controlled(kind, namespace, uid)` answers from an index by controller owner
+  reference kept with the items (same view as `list`, without scanning the namespace).
 """
 
 from __future__ import annotations
@@ -31,6 +33,43 @@ log = get_logger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 Handler = Callable[[str, str, str], None]  # (kind, namespace, name)
+OwnerKey = tuple[str, str]  # (namespace, uid of the controller owner; "" = none)
+
+
+def controller_uid(obj: Message) -> str:
+    """The uid of `obj`'s controller owner reference ("" when it has none)."""
+    for ref in obj.metadata.owner_references:  # type: ignore[attr-defined]
+        if ref.controller:
+            return ref.uid
+    return ""
+
+
+def owner_key(obj: Message) -> OwnerKey:
+    return obj.metadata.namespace, controller_uid(obj)  # type: ignore[attr-defined]
+
+
+class _OwnerIndex:
+    """Objects of one kind grouped by (namespace, controller uid). Not thread-safe: the
+    cache mutates and reads it under its lock."""
+
+    def __init__(self, items: dict[Key, Message]) -> None:
+        self._groups: dict[OwnerKey, dict[Key, Message]] = {}
+        for key, obj in items.items():
+            self.put(key, None, obj)
+
+    def put(self, key: Key, old: Message | None, new: Message | None) -> None:
+        """Move `key` from `old`'s group (if any) to `new`'s (None: removed)."""
+        if old is not None:
+            group = self._groups.get(owner_key(old))
+            if group is not None:
+                group.pop(key, None)
+                if not group:
+                    del self._groups[owner_key(old)]
+        if new is not None:
+            self._groups.setdefault(owner_key(new), {})[key] = new
+
+    def get(self, namespace: str, uid: str) -> list[Message]:
+        return list(self._groups.get((namespace, uid), {}).values())
 
 
 class ObjectCache:
@@ -40,6 +79,7 @@ class ObjectCache:
         self._objects = objects
         self._infos = {k: by_kind(k) for k in kinds}
         self._items: dict[str, dict[Key, Message]] = {k: {} for k in self._infos}
+        self._owners: dict[str, _OwnerIndex] = {k: _OwnerIndex({}) for k in self._infos}
         self._revision: dict[str, int] = dict.fromkeys(self._infos, 0)
         self._synced = {k: threading.Event() for k in self._infos}
         self._lock = threading.RLock()
@@ -81,6 +121,12 @@ class ObjectCache:
                 return list(items.values())
             return [obj for (ns, _), obj in items.items() if ns == namespace]
 
+    def list_controlled(self, kind: str, namespace: str, uid: str) -> list[Message]:
+        """Objects of `namespace` whose controller owner reference has `uid` ("" = the
+        objects without a controller reference); O(result), not O(namespace)."""
+        with self._lock:
+            return self._owners[kind].get(namespace, uid)
+
     def revision(self, kind: str) -> int:
         with self._lock:
             return self._revision[kind]
@@ -110,6 +156,7 @@ class ObjectCache:
         with self._lock:
             old = self._items[kind]
             self._items[kind] = fresh
+            self._owners[kind] = _OwnerIndex(fresh)
             self._revision[kind] = revision
         self._synced[kind].set()
         for key in set(old) | set(fresh):
@@ -118,9 +165,13 @@ class ObjectCache:
             obj = event.obj
             key = (obj.metadata.namespace, obj.metadata.name)
             with self._lock:
+                items = self._items[kind]
+                old = items.get(key)
                 if event.type == "DELETED":
-                    self._items[kind].pop(key, None)
+                    items.pop(key, None)
+                    self._owners[kind].put(key, old, None)
                 else:
-                    self._items[kind][key] = obj
+                    items[key] = obj
+                    self._owners[kind].put(key, old, obj)
                 self._revision[kind] = event.revision
             self._notify(kind, key)

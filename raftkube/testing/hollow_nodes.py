@@ -21,6 +21,7 @@ one shortcut: it keeps 1,000 hollow nodes from opening 1,000 streams on a 2-core
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 import time
@@ -85,7 +86,12 @@ class HollowNodes:
 
     @property
     def names(self) -> list[str]:
-        return [f"{self.config.prefix}-{i}" for i in range(self.config.count)]
+        return list(self._index)
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        """Node name -> position (built once: reports look nodes up for every pod)."""
+        return {f"{self.config.prefix}-{i}": i for i in range(self.config.count)}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> HollowNodes:
@@ -145,7 +151,7 @@ class HollowNodes:
         return node
 
     def _node_ip(self, name: str) -> str:
-        index = self.names.index(name) if name in self.names else 0
+        index = self._index.get(name, 0)
         return f"10.{200 + index // 65536}.{(index // 256) % 256}.{index % 256}"
 
     def register_with_retry(self, name: str, timeout: float = 60.0) -> None:
@@ -232,7 +238,7 @@ class HollowNodes:
 
     # -- pods -----------------------------------------------------------------------------
     def _watch_pods(self) -> None:
-        mine = set(self.names)
+        mine = self._index
         rv = ""
         while not self._stop.is_set():
             try:
@@ -322,7 +328,7 @@ class HollowNodes:
 
     def _pod_ip(self, pod: pod_pb2.Pod) -> str:
         digest = abs(hash(pod.metadata.uid)) % (250 * 250)
-        index = self.names.index(pod.spec.node_name) if pod.spec.node_name in self.names else 0
+        index = self._index.get(pod.spec.node_name, 0)
         return f"10.{64 + index // 256}.{index % 256}.{digest % 250 + 2}"
 
 

@@ -75,3 +75,40 @@ def test_objects_of_a_deleted_namespace_go_then_the_namespace() -> None:
     assert plan.delete == (("Pod", "team", "p", "Background"),) and plan.finish == ()
     plan = plan_collection([terminating])
     assert plan.finish == (("Namespace", "", "team", "kubernetes"),)
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.items: dict = {}
+
+    def get(self, kind, namespace, name):
+        return self.items.get((kind, namespace, name))
+
+
+def test_only_changes_the_plan_reads_wake_the_collector() -> None:
+    from types import SimpleNamespace
+
+    from raftkube.masters.controllers.garbage_collector import GarbageCollector
+
+    cache = _Cache()
+    gc = GarbageCollector(SimpleNamespace(cache=cache))  # type: ignore[arg-type]
+
+    def change(obj) -> bool:
+        key = ("Pod", "default", "p")
+        if obj is None:
+            cache.items.pop(key, None)
+        else:
+            cache.items[key] = obj
+        gc._dirty.clear()
+        gc.on_change(*key)
+        return gc._dirty.is_set()
+
+    owners = [("ReplicaSet", "rs", "u-rs")]
+    assert change(pod("p", "u-p", owners=owners))  # new object
+    bound = pod("p", "u-p", owners=owners)
+    bound.spec.node_name, bound.status.phase = "n1", "Running"
+    assert not change(bound)  # binding and status: nothing the plan reads
+    assert change(pod("p", "u-p", owners=owners, deleting=True))
+    assert change(pod("p", "u-p", deleting=True))  # owner references changed
+    assert change(pod("p", "u-p", deleting=True, finalizers=["x"]))
+    assert change(None)  # gone

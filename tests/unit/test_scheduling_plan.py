@@ -156,3 +156,20 @@ def test_config_rejects_unknown_fields() -> None:
         SchedulerConfig.from_options({"bogus": 1})
     with pytest.raises(ValueError, match="scoring"):
         SchedulerConfig.from_options({"scoring": "Random"})
+
+
+def test_node_state_memo_reuses_unchanged_nodes_and_never_leaks_placements() -> None:
+    memo: dict = {}
+    a, b = node("a", cpu="2"), node("b", cpu="2")
+    a.metadata.resource_version, b.metadata.resource_version = "5", "6"
+    first = build_node_states([a, b], [("a", pod_needs(pod("x", cpu="1"), {}, {}))], memo)
+    assert first["a"].used_cpu == 1000 and first["a"].pods == 1
+    second = build_node_states([a, b], [], memo)
+    assert second["a"].used_cpu == 0 and second["a"].pods == 0 and not second["a"].owners
+    assert second["a"] is not first["a"]
+    grown = node("a", cpu="4")
+    grown.metadata.resource_version = "9"  # the node changed: read again
+    third = build_node_states([grown], [], memo)
+    assert third["a"].cpu == 4000
+    assert set(memo) == {"a"}  # b is gone from the cluster and from the memo
+    assert plan([pod("p", cpu="3")], [grown]).bindings == (("default", "p", "a"),)

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 
-from raftkube.security.audit import AuditConfig, AuditLog
+from raftkube.security.audit import AuditConfig, AuditEvent, AuditLog, make_event
 from raftkube.security.principal import Principal
 
 BOB = Principal("bob", ("dev",))
@@ -62,3 +62,44 @@ def test_concurrent_writers_never_interleave_lines(tmp_path) -> None:
     records = [json.loads(x) for f in log.files() for x in f.read_text().splitlines()]
     assert len(records) == 400
     assert len({r["name"] for r in records}) == 400
+
+
+def _event(name: str) -> AuditEvent:
+    return make_event(BOB, "create", "pods", "dev", name, allowed=True, reason="r",
+                      code="OK", now=1_700_000_000.0)
+
+
+def test_write_many_appends_every_line_in_one_write(tmp_path, monkeypatch) -> None:
+    log = AuditLog(AuditConfig(tmp_path / "audit.log"))
+    log.write(_event("first"))
+    writes: list[int] = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: writes.append(len(data))
+                        or real_write(fd, data))
+    log.write_many([_event(f"p{i}") for i in range(100)])
+    assert len(writes) == 1
+    names = [json.loads(x)["name"] for x in (tmp_path / "audit.log").read_text().splitlines()]
+    assert names == ["first"] + [f"p{i}" for i in range(100)]
+
+
+def test_write_many_rotates_inside_a_batch_like_single_writes(tmp_path) -> None:
+    path = tmp_path / "audit.log"
+    log = AuditLog(AuditConfig(path, max_bytes=1000, backups=30))
+    log.write_many([_event(f"p{i:03d}") for i in range(60)])
+    files = log.files()
+    assert len(files) > 2
+    for f in files:
+        assert f.stat().st_size <= 1000
+    names = [json.loads(x)["name"] for f in reversed(files) for x in f.read_text().splitlines()]
+    assert names == [f"p{i:03d}" for i in range(60)]
+
+
+def test_a_removed_file_is_recreated_on_the_next_write(tmp_path) -> None:
+    path = tmp_path / "logs" / "audit.log"
+    log = AuditLog(AuditConfig(path))
+    log.write(_event("before"))
+    path.unlink()
+    log.write(_event("after"))
+    assert [json.loads(x)["name"] for x in path.read_text().splitlines()] == ["after"]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    log.close()

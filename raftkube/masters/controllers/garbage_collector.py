@@ -11,7 +11,9 @@ Pure part, `plan_collection(objects)`:
   namespace being deleted loses its `kubernetes` finalizer (and so goes) once empty.
 
 The loop applies the plan through the API with compare-and-swap; a Conflict or NotFound
-only means the world moved on, and the next pass decides again.
+only means the world moved on, and the next pass decides again. The plan depends only on
+each object's `collection_fingerprint` (and its existence), so changes that leave it alone
+(a pod bound, its status reported) do not trigger a pass over every object.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class CollectionPlan:
 
 def _id(obj: Message) -> ObjectId:
     return (for_message(obj).kind, obj.metadata.namespace, obj.metadata.name)
+
+
+def collection_fingerprint(obj: Message) -> tuple:
+    """Everything of `obj` that `plan_collection` reads besides its kind and key: uid,
+    owner uids, whether it is being deleted, finalizers."""
+    meta = obj.metadata  # type: ignore[attr-defined]
+    return (meta.uid, tuple(ref.uid for ref in meta.owner_references),
+            bool(meta.deletion_timestamp), tuple(meta.finalizers))
 
 
 def plan_collection(objects: Iterable[Message]) -> CollectionPlan:
@@ -119,15 +129,28 @@ def plan_collection(objects: Iterable[Message]) -> CollectionPlan:
 
 @dataclass
 class GarbageCollector:
-    """Applies `plan_collection` whenever the cache changes (at most every `min_interval`)."""
+    """Applies `plan_collection` whenever an object appears, goes or changes its
+    fingerprint (at most every `min_interval`)."""
 
     context: ControllerContext
     kinds: Sequence[str] = ()
     min_interval: float = 0.2
     name: str = "garbage-collector"
     _dirty: threading.Event = field(default_factory=threading.Event)
+    _seen: dict[ObjectId, tuple] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on_change(self, kind: str, namespace: str, name: str) -> None:
+        obj = self.context.cache.get(kind, namespace, name)
+        fingerprint = None if obj is None else collection_fingerprint(obj)
+        key = (kind, namespace, name)
+        with self._lock:
+            if self._seen.get(key) == fingerprint and fingerprint is not None:
+                return
+            if fingerprint is None:
+                self._seen.pop(key, None)
+            else:
+                self._seen[key] = fingerprint
         self._dirty.set()
 
     def run(self, stop: threading.Event) -> None:

@@ -222,8 +222,8 @@ class ReplicaSetController(KeyedController):
         if rs is None:
             return None
         uid = rs.metadata.uid
-        pods = [p for p in cache.list("Pod", namespace)
-                if (ref := controller_of(p)) is None or ref.uid == uid]
+        pods = (cache.list_controlled("Pod", namespace, uid)
+                + cache.list_controlled("Pod", namespace, ""))
         present = {p.metadata.name for p in pods}
         terminating = {p.metadata.name for p in pods if p.metadata.deletion_timestamp}
         gone = terminating | (self.expectations.deletes(key) - present)

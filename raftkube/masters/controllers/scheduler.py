@@ -32,6 +32,7 @@ from raftkube.logging_config import get_logger
 from raftkube.masters.controllers.manager import ControllerContext
 from raftkube.masters.controllers.objects_util import TERMINAL_PHASES, condition, copy_of
 from raftkube.masters.controllers.scheduling import (
+    NodeStateMemo,
     PodNeeds,
     SchedulerConfig,
     build_node_states,
@@ -60,6 +61,7 @@ class Scheduler:
     _start: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: set[PodKey] = field(default_factory=set)
+    _node_memo: NodeStateMemo = field(default_factory=dict)
     _bound: dict[PodKey, tuple[str, PodNeeds]] = field(default_factory=dict)
     _binders: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="scheduler-bind"))
@@ -142,7 +144,7 @@ class Scheduler:
         claims = {(c.metadata.namespace, c.metadata.name): c
                   for c in cache.list("PersistentVolumeClaim")}
         volumes = {v.metadata.name: v for v in cache.list("PersistentVolume")}
-        nodes = build_node_states(cache.list("Node"), placed)
+        nodes = build_node_states(cache.list("Node"), placed, self._node_memo)
         by_key = {(p.metadata.namespace, p.metadata.name): p for p in batch}
         needs = {(p.metadata.namespace, p.metadata.name): pod_needs(p, claims, volumes)
                  for p in batch}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from raftkube.api.v1 import core_pb2, pod_pb2, storage_pb2
 from raftkube.masters.controllers.objects_util import (
@@ -149,11 +149,33 @@ def node_state(node: core_pb2.Node) -> NodeState:
         max_pods=quantity_units(alloc.get("pods", "110")), images=images)
 
 
+NodeStateMemo = dict[str, tuple[str, NodeState]]
+"""node name -> (resourceVersion, state with nothing placed): lets `build_node_states`
+skip re-reading nodes that did not change since the last batch."""
+
+
+def _unplaced_state(node: core_pb2.Node, memo: NodeStateMemo | None) -> NodeState:
+    if memo is None:
+        return node_state(node)
+    name, version = node.metadata.name, node.metadata.resource_version
+    known = memo.get(name)
+    if known is None or known[0] != version or not version:
+        known = (version, node_state(node))
+        memo[name] = known
+    return replace(known[1], ports=set(), owners=Counter())
+
+
 def build_node_states(nodes: Iterable[core_pb2.Node],
-                      placed: Iterable[tuple[str, PodNeeds]]) -> dict[str, NodeState]:
+                      placed: Iterable[tuple[str, PodNeeds]],
+                      memo: NodeStateMemo | None = None) -> dict[str, NodeState]:
     """Node states with the resources of the (node name, pod needs) already placed there
-    (bound pods, including ones still terminating, and pods assumed bound)."""
-    states = {n.metadata.name: node_state(n) for n in nodes}
+    (bound pods, including ones still terminating, and pods assumed bound). With `memo`
+    (kept by the caller across batches) unchanged nodes are not parsed again; entries of
+    nodes not in `nodes` are dropped from it."""
+    states = {n.metadata.name: _unplaced_state(n, memo) for n in nodes}
+    if memo is not None:
+        for name in [name for name in memo if name not in states]:
+            del memo[name]
     for node_name, needs in placed:
         state = states.get(node_name)
         if state is not None:

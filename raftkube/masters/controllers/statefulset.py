@@ -217,8 +217,7 @@ class StatefulSetController(KeyedController):
         sts = cache.get("StatefulSet", namespace, name)
         if sts is None:
             return None
-        pods = [p for p in cache.list("Pod", namespace)
-                if (ref := controller_of(p)) is not None and ref.uid == sts.metadata.uid]
+        pods = cache.list_controlled("Pod", namespace, sts.metadata.uid)
         claims = [c.metadata.name for c in cache.list("PersistentVolumeClaim", namespace)]
         plan = plan_stateful_set(sts, pods, claims, time.time())
         api = self.context.api
