@@ -44,6 +44,17 @@ def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
                                 env=env, cwd=str(REPO_ROOT))
 
 
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a worker process still running; SIGKILL it after 30 s."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path) -> None:
     harness = AgentHarness.start(workers=("w1",))
     process = None
@@ -77,13 +88,7 @@ def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path)
             time.sleep(0.2)
         assert rt.list_containers(running.metadata.uid) == []
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        _stop(process)
         harness.close()
 
 
@@ -160,11 +165,5 @@ spec:
         assert condition(node, "Ready") == "True" and node.spec.pod_cidr
         harness.admin.resource("Deployment").delete("web", ns)
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        _stop(process)
         harness.close()
