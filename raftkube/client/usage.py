@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from raftkube import apierrors
 from raftkube.api.v1 import node_agent_pb2
-from raftkube.objects.quantity import QuantityError, parse_quantity
+from raftkube.objects.quantity import cpu_millis, quantity_units
 
 if TYPE_CHECKING:
     from raftkube.client.client import Client
@@ -82,8 +82,8 @@ def top_nodes(client: Client, names: Iterable[str] = (), label_selector: str = "
     result = []
     for node in nodes:
         allocatable = node.status.allocatable
-        cpu = _quantity(allocatable.get("cpu", ""), milli=True)
-        memory = _quantity(allocatable.get("memory", ""), milli=False)
+        cpu = cpu_millis(allocatable.get("cpu", ""))
+        memory = quantity_units(allocatable.get("memory", ""))
         try:
             stats = client.node_stats(node.metadata.name)
         except apierrors.ApiError as e:
@@ -134,10 +134,3 @@ def _pods_of(stats: node_agent_pb2.NodeStats, node: str, pods: list) -> list[Pod
                    tuple(sorted(containers[p.metadata.uid], key=lambda c: c.name)))
             for p in pods if p.metadata.uid in containers]
 
-
-def _quantity(text: str, milli: bool) -> int:
-    try:
-        quantity = parse_quantity(text)
-    except QuantityError:
-        return 0
-    return quantity.milli_value() if milli else quantity.int_value()

@@ -8,6 +8,7 @@ compare equal and nothing is lost to floating point.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -90,3 +91,22 @@ def is_quantity(text: str) -> bool:
     except QuantityError:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def cpu_millis(text: str) -> int:
+    """CPU quantity in millicores ("250m" -> 250, "2" -> 2000); 0 when malformed."""
+    try:
+        return parse_quantity(text).milli_value()
+    except QuantityError:
+        return 0
+
+
+@functools.lru_cache(maxsize=4096)
+def quantity_units(text: str) -> int:
+    """A quantity rounded up to whole units ("1Gi" -> 1073741824, "110" -> 110); 0 when
+    malformed."""
+    try:
+        return parse_quantity(text).int_value()
+    except QuantityError:
+        return 0

@@ -4,14 +4,13 @@ resource requests, conditions. Nothing here writes; nothing mutates its argument
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 
 from raftkube.api.v1 import meta_pb2, pod_pb2
-from raftkube.objects.quantity import QuantityError, parse_quantity
+from raftkube.objects.quantity import cpu_millis, quantity_units
 from raftkube.objects.registry import for_message
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
@@ -82,32 +81,6 @@ def pod_is_available(pod: pod_pb2.Pod, min_ready_seconds: int, now: float) -> bo
     """Ready for at least `min_ready_seconds`."""
     since = pod_ready_since(pod)
     return since is not None and (min_ready_seconds <= 0 or now - since >= min_ready_seconds)
-
-
-@functools.lru_cache(maxsize=4096)
-def _milli(text: str) -> int:
-    try:
-        return parse_quantity(text).milli_value()
-    except QuantityError:
-        return 0
-
-
-@functools.lru_cache(maxsize=4096)
-def _units(text: str) -> int:
-    try:
-        return parse_quantity(text).int_value()
-    except QuantityError:
-        return 0
-
-
-def cpu_millis(text: str) -> int:
-    """CPU quantity in millicores ("250m" -> 250, "2" -> 2000); 0 when malformed."""
-    return _milli(text)
-
-
-def quantity_units(text: str) -> int:
-    """A quantity rounded up to whole units ("1Gi" -> 1073741824, "110" -> 110)."""
-    return _units(text)
 
 
 def pod_requests(spec: pod_pb2.PodSpec) -> tuple[int, int]:

@@ -542,10 +542,9 @@ class FakeRuntime:
 class _FakeExecSession:
     def __init__(self, result: ExecResult) -> None:
         self._result = result
-        self.sizes: list[TerminalSize] = []
 
     def resize(self, size: TerminalSize) -> None:
-        self.sizes.append(size)
+        """Nothing to resize: the fake's command already ran to completion."""
 
     def output(self) -> Iterator[tuple[str, bytes]]:
         if self._result.stdout:
