@@ -34,6 +34,7 @@ from raftkube.logging_config import get_logger
 from raftkube.masters.config import MasterConfig, write_master_config
 from raftkube.security.client_config import default_config_path
 from raftkube.security.cluster_init import InitConfig, MasterSpec, init_cluster
+from raftkube.workers.agent.fence_stamp import fence_dir, stop_watchdog
 from raftkube.workers.images import PodmanCli, build_busybox_image
 from raftkube.workers.podman_setup import HostStoreConfig, write_host_configs
 
@@ -297,6 +298,8 @@ def down(state_dir: Path, progress: Callable[[str], None] = print) -> bool:
                 os.killpg(record.pid, signal.SIGKILL)
     progress(f"stopped {len(state.processes)} processes")
     if state.hosts is not None:
+        for host in state.hosts.hosts:  # SIGTERMed with their worker's group; make sure
+            stop_watchdog(fence_dir(state_dir / "hosts" / host.name / "agent"))
         for host in state.hosts.hosts:
             _remove_host_containers(state_dir / "hosts" / host.name / "podman", host.netns)
         destroy_hosts(state.hosts)

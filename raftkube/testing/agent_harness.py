@@ -38,6 +38,7 @@ from raftkube.workers.agent.config import (
     RuntimeConfig,
     WorkerConfig,
 )
+from raftkube.workers.agent.fence_stamp import stop_watchdog
 from raftkube.workers.runtime.interface import Runtime
 
 IMAGE = "localhost/busybox:latest"
@@ -82,7 +83,8 @@ class AgentHarness:
             resolv_conf=ResolvConfig(nameservers=("10.96.0.10",),
                                      searches=("svc.cluster.local",)),
             backoff=BackoffConfig(initial_seconds=1.0, max_seconds=4.0),
-            relist_interval_seconds=0.3, config_refresh_seconds=2.0)
+            relist_interval_seconds=0.3, config_refresh_seconds=2.0,
+            fence_watchdog=False)  # on where a test asks for it (it outlives the agent)
         return WorkerConfig(**{**base.__dict__, **overrides})  # type: ignore[arg-type]
 
     def serving_config(self, name: str) -> NodeAgentServiceConfig:
@@ -192,6 +194,8 @@ class AgentHarness:
         for name in list(self.agents):
             with contextlib.suppress(Exception):
                 self.stop_agent(name)
+        for fence in self.root.glob("*/fence"):
+            stop_watchdog(fence)
         if self.podman is not None:
             self.podman.stop()
         self.admin.close()

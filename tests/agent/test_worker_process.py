@@ -14,54 +14,21 @@ import pytest
 import yaml
 
 from raftkube.testing.agent_harness import REPO_ROOT, AgentHarness, condition, container_state
+from raftkube.testing.worker_process import spawn_worker, stop_worker, write_worker_config
 from raftkube.workers.runtime.podman_runtime import PodmanRuntime, PodmanRuntimeConfig
 
 pytestmark = [pytest.mark.podman, pytest.mark.timeout(300)]
 
 
-def _write_config(harness: AgentHarness, path: Path) -> None:
-    assert harness.podman is not None
-    doc = {
-        "nodeName": "w1",
-        "clientConfig": str(harness.cluster.layout.worker_config("w1")),
-        "runtime": {"kind": "podman", "podmanSocket": str(harness.podman.store.socket_path),
-                    "network": harness.podman.network, "startService": False},
-        "nodeIP": "127.0.0.1",
-        "podCIDR": "10.244.77.0/24",
-        "labels": {"disk": "ssd"},
-        "taints": [{"key": "dedicated", "value": "test", "effect": "NoSchedule"}],
-        "dataDir": str(harness.root / "proc-w1"),
-        "leaseIntervalSeconds": 0.5,
-    }
-    path.write_text(yaml.safe_dump(doc))
-
-
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "raftkube.cli.raftkube_main", "worker",
-                                 "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=str(REPO_ROOT))
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM a worker process still running; SIGKILL it after 30 s."""
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path) -> None:
     harness = AgentHarness.start(workers=("w1",))
-    process = None
+    process, data_dir = None, None
     try:
         config, log = tmp_path / "worker.yaml", tmp_path / "worker.log"
-        _write_config(harness, config)
-        process = _spawn(config, log)
+        data_dir = write_worker_config(
+            harness, config, labels={"disk": "ssd"}, podCIDR="10.244.77.0/24",
+            taints=[{"key": "dedicated", "value": "test", "effect": "NoSchedule"}])
+        process = spawn_worker(config, log)
         ns = harness.namespace()
         pod = harness.create(harness.pod("p", ns))
         running = harness.wait_pod(pod, lambda p: condition(p, "Ready") == "True",
@@ -76,7 +43,7 @@ def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path)
         rt = PodmanRuntime(PodmanRuntimeConfig(
             node="w1", socket_path=str(harness.podman.store.socket_path)))  # type: ignore[union-attr]
         assert [c.state.value for c in rt.list_containers(running.metadata.uid)] == ["running"]
-        process = _spawn(config, log)
+        process = spawn_worker(config, log)
         time.sleep(3)
         after = harness.wait_pod(pod, lambda p: condition(p, "Ready") == "True", what="Ready")
         assert container_state(after, "main").container_id == cid
@@ -88,7 +55,7 @@ def test_worker_process_runs_pods_and_stops_without_killing_them(tmp_path: Path)
             time.sleep(0.2)
         assert rt.list_containers(running.metadata.uid) == []
     finally:
-        _stop(process)
+        stop_worker(process, data_dir)
         harness.close()
 
 
@@ -133,7 +100,7 @@ def test_a_joined_worker_gets_pods_scheduled_on_it(tmp_path: Path) -> None:
                                "podmanSocket": str(harness.podman.store.socket_path),
                                "network": harness.podman.network})
         config_path.write_text(yaml.safe_dump(config))
-        process = _spawn(config_path, tmp_path / "worker.log")
+        process = spawn_worker(config_path, tmp_path / "worker.log")
         ns = harness.namespace()
         manifest = tmp_path / "web.yaml"
         manifest.write_text(f"""\
@@ -165,5 +132,5 @@ spec:
         assert condition(node, "Ready") == "True" and node.spec.pod_cidr
         harness.admin.resource("Deployment").delete("web", ns)
     finally:
-        _stop(process)
+        stop_worker(process, tmp_path / "new-machine" / "agent")
         harness.close()

@@ -10,8 +10,10 @@
            a runtime sandbox or container whose pod uid the API does not know -> removed
       relister (every relist_interval): runtime.list_containers() -> poke the workers of
            pods whose containers changed (exits are seen within ~relist_interval)
-      fencing: no Lease renewal for fencing_timeout -> workers stop StatefulSet pods and
-           pods being deleted (facts.terminating); renewals resume -> normal again
+      fencing: no Lease renewal for fencing_timeout -> workers kill StatefulSet pods and
+           pods being deleted (facts.terminating); renewals resume -> normal again;
+           on Podman also a watchdog process (fence_link.py / fence_watchdog.py) that does
+           the same for StatefulSet pods when this process is dead, hung or stopped
       usage sampler (every stats_interval): NodeAgent.Stats (`top`) and /metrics
     Agent.stop(): stops threads; containers keep running (a restarted agent adopts them).
 """
@@ -30,6 +32,7 @@ from raftkube.client.retry import RetryConfig
 from raftkube.logging_config import get_logger
 from raftkube.workers.agent.api_objects import ApiObjectSource, EventRecorder
 from raftkube.workers.agent.config import WorkerConfig
+from raftkube.workers.agent.fence_link import FenceLink
 from raftkube.workers.agent.heartbeat import NodeHeartbeat, detect_node_ip
 from raftkube.workers.agent.metrics import AgentFacts, WorkerCollector, WorkerMetrics
 from raftkube.workers.agent.node_agent_service import NodeAgentServer, NodeAgentServicer
@@ -117,7 +120,11 @@ class Agent:
         self.events = EventRecorder(clients.api, config.node_name, pool=event_pool)
         self.heartbeat = NodeHeartbeat(
             config, clients.api, clients.lease, runtime, machine_facts(config.data_dir),
-            self.node_ip, runtime_version or type(runtime).__name__, agent_port)
+            self.node_ip, runtime_version or type(runtime).__name__, agent_port,
+            on_renewed=self._renewed)
+        self.fence_link: FenceLink | None = None
+        if config.fence_watchdog and config.runtime.kind == "podman":
+            self.fence_link = FenceLink(config, self.heartbeat.last_renewal)
         self._workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -145,6 +152,8 @@ class Agent:
         per-agent loops: the owner calls heartbeat.tick(), relist_once() and check_fence()
         (hollow fleets drive thousands of agents from a few threads)."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.fence_link is not None:
+            self.fence_link.start()  # before any pod of ours can start
         self.heartbeat.register()
         self.heartbeat.renew_lease()
         if self._own_queue:
@@ -198,6 +207,8 @@ class Agent:
         self._stop.set()
         if self.server is not None:
             self.server.stop()
+        if self.fence_link is not None:
+            self.fence_link.stop()
         self.usage.stop()
         self.metrics.close()
         if self._informer is not None:
@@ -221,9 +232,17 @@ class Agent:
         """No successful Lease renewal for longer than fencing_timeout."""
         return self.heartbeat.since_renewal() > self.config.fencing_timeout_seconds
 
+    def _renewed(self, sent_at: float) -> None:
+        if self.fence_link is not None:
+            self.fence_link.renewed(sent_at)
+
     def _fence_loop(self) -> None:
+        looks = 0
         while not self._stop.wait(0.25):
             self.check_fence()
+            looks += 1
+            if self.fence_link is not None and looks % 4 == 0:
+                self.fence_link.ensure()
 
     def check_fence(self) -> None:
         """Poke every pod worker when fencing starts or ends (they re-plan with it)."""

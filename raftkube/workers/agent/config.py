@@ -22,6 +22,7 @@ dataDir: /var/lib/raftkube/agent      # pod volumes (emptyDir, configMap/secret 
 leaseIntervalSeconds: 2
 leaseDurationSeconds: 40
 fencingTimeoutSeconds: 6
+fenceWatchdog: true                   # a process that fences StatefulSet pods if the agent dies
 nodeStatusIntervalSeconds: 60
 resolvConf: {nameservers: [10.96.0.10], searches: [svc.cluster.local], options: [ndots:5]}
 backoff: {initialSeconds: 10, maxSeconds: 300}
@@ -157,8 +158,11 @@ class WorkerConfig:
     data_dir: where pod volumes live (emptyDir, configMap and secret views).
     lease_interval_seconds: how often the node Lease is renewed.
     lease_duration_seconds: leaseDurationSeconds written in the Lease.
-    fencing_timeout_seconds: without a successful renewal for this long, stop the
+    fencing_timeout_seconds: without a successful renewal for this long, kill the
         StatefulSet pods and the pods being deleted (see FENCING_TIMEOUT_SECONDS).
+    fence_watchdog: on Podman, keep a watchdog process that kills the StatefulSet pods
+        when the Lease goes unrenewed that long while the agent is dead, hung or stopped
+        (fence_watchdog.py); turning it off breaks the one-copy guarantee on agent death.
     node_status_interval_seconds: Node status is written when it changes or this often.
     resolv_conf: pods' DNS settings (ResolvConfig).
     backoff: container restart back-off (BackoffConfig).
@@ -184,6 +188,7 @@ class WorkerConfig:
     lease_interval_seconds: float = 2.0
     lease_duration_seconds: int = 40
     fencing_timeout_seconds: float = FENCING_TIMEOUT_SECONDS
+    fence_watchdog: bool = True
     node_status_interval_seconds: float = 60.0
     resolv_conf: ResolvConfig = field(default_factory=ResolvConfig)
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
@@ -337,6 +342,10 @@ def parse_worker_config(doc: Any, source: str, base_dir: Path) -> WorkerConfig:
             kwargs[name] = _simple(_mapping(value, at), BackoffConfig, at, base_dir)
         elif name == "network":
             kwargs[name] = _network(_mapping(value, at), at)
+        elif name == "fence_watchdog":
+            if not isinstance(value, bool):
+                raise WorkerConfigError(f"{at}: expected true or false")
+            kwargs[name] = value
         elif name == "metrics_address":
             kwargs[name] = _listen_address(value, at)
         elif name == "node_agent":

@@ -3,7 +3,9 @@
     register()   create the Node (or update labels/taints/podCIDR and status of ours)
     loop, every lease_interval:
         renew Lease raftkube-node-lease/<node> (holderIdentity, renewTime with µs)
-           success -> last_renewal = monotonic now   (fencing reads `since_renewal()`)
+           success -> last_renewal = monotonic time the request was sent (the masters
+                      saw it commit after that: fencing counted from it, `since_renewal()`,
+                      is never later than the masters' count); on_renewed(last_renewal)
         Node status: written when it changed (images, readiness...) or every
            node_status_interval (heartbeat-light: the Lease is the liveness signal)
 
@@ -54,7 +56,8 @@ class NodeHeartbeat:
     def __init__(self, config: WorkerConfig, client: Client, lease_client: Client,
                  runtime: Runtime, facts: MachineFacts, node_ip: str,
                  runtime_version: str, agent_port: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_renewed: Callable[[float], None] | None = None) -> None:
         self.config = config
         self.client = client
         self.lease_client = lease_client
@@ -64,6 +67,7 @@ class NodeHeartbeat:
         self.runtime_version = runtime_version
         self.agent_port = agent_port
         self.clock = clock
+        self.on_renewed = on_renewed
         self.last_renewal = clock()
         self.renewals = 0
         self._last_status: core_pb2.NodeStatus | None = None
@@ -159,6 +163,7 @@ class NodeHeartbeat:
         lease.spec.holder_identity = self.config.node_name
         lease.spec.lease_duration_seconds = self.config.lease_duration_seconds
         lease.spec.renew_time = now_rfc3339(micro=True)
+        sent_at = self.clock()
         try:
             try:
                 leases.update(lease)
@@ -169,8 +174,10 @@ class NodeHeartbeat:
             log.warning("lease renewal failed", node=self.config.node_name, error=str(exc),
                         since_renewal=round(self.since_renewal(), 1))
             return False
-        self.last_renewal = self.clock()
+        self.last_renewal = max(self.last_renewal, sent_at)
         self.renewals += 1
+        if self.on_renewed is not None:
+            self.on_renewed(self.last_renewal)
         return True
 
     def maybe_update_status(self) -> None:

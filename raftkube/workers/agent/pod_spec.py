@@ -19,6 +19,7 @@ from raftkube.objects.quantity import QuantityError, parse_quantity
 from raftkube.workers.agent.config import ResolvConfig
 from raftkube.workers.agent.decisions import PodFacts, RestartPolicy
 from raftkube.workers.runtime.interface import (
+    LABEL_FENCE,
     ContainerPort,
     ContainerSpec,
     Mount,
@@ -27,6 +28,13 @@ from raftkube.workers.runtime.interface import (
 )
 
 DEFAULT_GRACE_SECONDS = 30
+STATEFULSET = "StatefulSet"
+
+
+def is_statefulset_pod(pod: pod_pb2.Pod) -> bool:
+    """Controlled by a StatefulSet: fenced when the node loses its Lease."""
+    return any(ref.controller and ref.kind == STATEFULSET
+               for ref in pod.metadata.owner_references)
 
 
 class ConfigError(Exception):
@@ -66,7 +74,8 @@ def active_deadline(pod: pod_pb2.Pod, start_time: str) -> float | None:
 def pod_facts(pod: pod_pb2.Pod, fenced: bool = False, start_time: str = "",
               now: float | None = None) -> PodFacts:
     """The plan's view of `pod`. `start_time` (RFC 3339) and `now` (epoch seconds) decide
-    whether activeDeadlineSeconds has run out."""
+    whether activeDeadlineSeconds has run out. A fenced pod is killed (grace 0): the
+    masters replace it a fencing margin after the fence began, whatever its grace."""
     deadline = active_deadline(pod, pod.status.start_time or start_time)
     wall = time.time() if now is None else now
     return PodFacts(
@@ -75,7 +84,7 @@ def pod_facts(pod: pod_pb2.Pod, fenced: bool = False, start_time: str = "",
         containers=tuple(c.name for c in pod.spec.containers),
         restart_policy=RestartPolicy.parse(pod.spec.restart_policy),
         terminating=bool(pod.metadata.deletion_timestamp) or fenced,
-        grace_seconds=grace_seconds(pod),
+        grace_seconds=0.0 if fenced else grace_seconds(pod),
         deadline_exceeded=deadline is not None and wall >= deadline)
 
 
@@ -97,7 +106,8 @@ def sandbox_spec(pod: pod_pb2.Pod, node: str, network: str,
         dns_servers=resolv.nameservers if use_cluster_dns else (),
         dns_search=_searches(pod, resolv) if use_cluster_dns else (),
         dns_options=resolv.options if use_cluster_dns else (),
-        port_mappings=tuple(ports))
+        port_mappings=tuple(ports),
+        labels={LABEL_FENCE: "true"} if is_statefulset_pod(pod) else {})
 
 
 def _searches(pod: pod_pb2.Pod, resolv: ResolvConfig) -> tuple[str, ...]:

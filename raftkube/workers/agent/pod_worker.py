@@ -41,6 +41,7 @@ from raftkube.workers.agent.pod_spec import (
     active_deadline,
     container_env,
     container_spec,
+    is_statefulset_pod,
     pod_facts,
     sandbox_spec,
 )
@@ -68,14 +69,8 @@ from raftkube.workers.runtime.interface import (
 
 log = get_logger(__name__)
 
-STATEFULSET = "StatefulSet"
 RESYNC_SECONDS = 10.0
 MAX_ROUNDS = 20
-
-
-def is_statefulset_pod(pod: pod_pb2.Pod) -> bool:
-    return any(ref.controller and ref.kind == STATEFULSET
-               for ref in pod.metadata.owner_references)
 
 
 @dataclass

@@ -29,6 +29,9 @@ LABEL_CONTAINER_NAME = "io.raftkube.container.name"
 LABEL_ATTEMPT = "io.raftkube.container.attempt"
 LABEL_INIT = "io.raftkube.container.init"
 LABEL_MEMORY_LIMITED = "io.raftkube.container.memory-limited"
+LABEL_FENCE = "io.raftkube.fence-on-lease-loss"
+"""On a sandbox: "true" for a pod that must be stopped when the node loses its Lease (a
+StatefulSet pod); the fencing watchdog finds them by it."""
 
 # Exit code of a process killed by SIGKILL (128 + 9): what an OOM kill looks like.
 EXIT_CODE_SIGKILL = 128 + signal.SIGKILL
