@@ -14,7 +14,9 @@ term starts), so clock skew between machines cannot make it early.
 ```
 
 Fencing contract with the agent (`FENCING_TIMEOUT_SECONDS`): an agent that has not renewed
-its lease successfully for FENCING_TIMEOUT_SECONDS stops every pod it runs by itself. The
+its lease successfully for FENCING_TIMEOUT_SECONDS (counted from when it sent the last
+successful renewal) kills its StatefulSet pods and the pods being deleted by itself; on
+Podman a watchdog process does it when the agent process is dead, hung or stopped. The
 controller force-deletes a pod of a stale node only after observing no renewal for longer
 than that plus a margin, and the agent's last successful renewal happened before the
 controller observed it; so when the replacement starts the old copy is already stopped:
