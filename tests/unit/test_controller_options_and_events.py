@@ -97,3 +97,33 @@ def test_repeats_raise_the_count_of_one_event() -> None:
     assert len(api.events) == 2 and failed.count == 3, "the stored copy was not mutated"
     again = next(e for e in api.events.values() if e.reason == "FailedScheduling")
     assert again.count == 4
+
+
+def test_similar_events_of_one_object_are_combined_after_ten() -> None:
+    from raftkube.api.v1 import apps_pb2
+    from raftkube.masters.controllers.events import COMBINED
+
+    api = FakeApi()
+    now = [0.0]
+    recorder = EventRecorder(api, clock=lambda: now[0])
+    rs = apps_pb2.ReplicaSet(api_version="apps/v1", kind="ReplicaSet")
+    rs.metadata.name, rs.metadata.namespace, rs.metadata.uid = "web", "default", "u-rs"
+    for i in range(25):
+        recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: web-{i}")
+    run_until(recorder, lambda: len(api.events) == 11)
+    messages = sorted(e.message for e in api.events.values()
+                      if not e.message.startswith(COMBINED))
+    assert messages == sorted(f"Created pod: web-{i}" for i in range(10))
+    combined = [e for e in api.events.values() if e.message.startswith(COMBINED)]
+    assert len(combined) == 1 and combined[0].count == 15
+    assert combined[0].message == COMBINED + "Created pod: web-24"
+    # Later similar events raise the combined one's count (an update, not a new Event).
+    recorder.record(rs, "Normal", "SuccessfulCreate", "Created pod: web-99")
+    run_until(recorder, lambda: any(e.count == 16 for e in api.events.values()))
+    assert len(api.events) == 11
+    assert any(e.count == 16 and e.message.endswith("web-99") for e in api.events.values())
+    # A repeat of an early message still counts on its own Event; a new window starts over.
+    now[0] = 601.0
+    recorder.record(rs, "Normal", "SuccessfulCreate", "Created pod: web-100")
+    run_until(recorder, lambda: len(api.events) == 12)
+    assert len(api.events) == 12
