@@ -82,6 +82,7 @@ class ProcessRecord:
     pid: int
     start_time: str
     log: str
+    argv: list[str] = field(default_factory=list)
 
 
 def _start_time(pid: int) -> str:
@@ -93,7 +94,13 @@ def _start_time(pid: int) -> str:
 
 
 def _alive(record: ProcessRecord) -> bool:
-    return _start_time(record.pid) == record.start_time != ""
+    """Still the process we started, and not a zombie (killed, not yet reaped)."""
+    try:
+        with open(f"/proc/{record.pid}/stat", encoding="utf-8") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] not in ("Z", "X") and fields[19] == record.start_time != ""
 
 
 @dataclass
@@ -132,9 +139,34 @@ def _spawn(state: LocalClusterState, name: str, role: str, argv: list[str]) -> N
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    state.processes = [p for p in state.processes if p.name != name]
     state.processes.append(ProcessRecord(name, role, proc.pid, _start_time(proc.pid),
-                                         str(log_path)))
+                                         str(log_path), list(argv)))
     state.save()
+
+
+def process_record(state: LocalClusterState, name: str) -> ProcessRecord:
+    """The record of process `name` (a master or worker host name); KeyError if none."""
+    for record in state.processes:
+        if record.name == name:
+            return record
+    raise KeyError(f"no process named {name!r} in {state.state_dir}")
+
+
+def respawn(state: LocalClusterState, name: str) -> ProcessRecord:
+    """Start process `name` again with its recorded command (it must not be running: a
+    master or worker killed on purpose, e.g. by a chaos test); returns the new record."""
+    record = process_record(state, name)
+    deadline = time.monotonic() + 5  # a SIGKILL just sent takes a moment
+    while _alive(record) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(record):
+        raise LocalClusterError(f"{record.role} {name} (pid {record.pid}) is still running")
+    if not record.argv:
+        raise LocalClusterError(f"{record.role} {name}: no command recorded (brought up by "
+                                "an older raftkube)")
+    _spawn(state, name, record.role, record.argv)
+    return process_record(state, name)
 
 
 def _raftkube(*args: str) -> list[str]:

@@ -6,7 +6,6 @@ and `down` leaves no process, namespace, bridge, mount or file behind."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -17,7 +16,8 @@ import pytest
 
 from raftkube.client import Client
 from raftkube.cluster.demo import deploy_demo
-from raftkube.cluster.local_cluster import LocalClusterConfig, LocalClusterState, down, up
+from raftkube.cluster.local_cluster import LocalClusterConfig, LocalClusterState, down
+from raftkube.testing.local_cluster_run import local_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman, pytest.mark.netns,
               pytest.mark.timeout(1200)]
@@ -38,16 +38,8 @@ def in_host(netns: str, argv: list[str]) -> subprocess.CompletedProcess:
 def cluster():
     if os.geteuid() != 0:
         pytest.skip("raftkube up needs root")
-    token = secrets.token_hex(2)
-    state_dir = Path(f"/tmp/rkup-{token}")
-    config = LocalClusterConfig(masters=3, workers=2, state_dir=state_dir,
-                                prefix=f"rkt{token}", client_config=state_dir.parent /
-                                f"rkup-{token}.config", timeout=300)
-    try:
-        up(config, progress=print)
+    with local_cluster(masters=3, workers=2) as config:
         yield config
-    finally:
-        down(state_dir, progress=print)
 
 
 def test_up_demo_serves_and_down_cleans_everything(cluster: LocalClusterConfig) -> None:

@@ -1,0 +1,113 @@
+"""`ClusterHooks` over a cluster `raftkube up` brought up, so `cluster_faults()` can hurt its
+real processes: the masters (kill, pause, restart; the leader found through each master's
+Admin LocalStatus) or the worker agents (the `raftkube worker` process only: its
+containers, its Podman service and its fencing watchdog run on, as when an agent crashes).
+
+`WorkerHostKill` takes a whole worker host down (agent, watchdog, containers, Podman).
+Restart respawns the recorded command (`local_cluster.respawn`), so `raftkube down` still
+stops everything afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+from raftkube import apierrors
+from raftkube.client import Client
+from raftkube.cluster.local_cluster import LocalClusterState, process_record, respawn
+from raftkube.testing.chaos.cluster_faults import ClusterHooks
+from raftkube.testing.chaos.nemesis import Fault
+from raftkube.workers.agent.fence_stamp import fence_dir, watchdog_pid
+from raftkube.workers.podman_setup import HostStoreConfig
+
+
+def _pid_of(state: LocalClusterState):
+    return lambda name: process_record(state, name).pid
+
+
+def _restart(state: LocalClusterState):
+    def restart(name: str) -> str:
+        record = respawn(state, name)
+        return f"respawned {name} as pid {record.pid}"
+
+    return restart
+
+
+def local_master_hooks(state: LocalClusterState, client: Client) -> ClusterHooks:
+    """Hooks over the masters; `client` (an admin client of the cluster) asks each
+    master's LocalStatus for the leader."""
+
+    def leader() -> str | None:
+        for address in client.masters:
+            try:
+                status = client.admin.local_status(address)
+            except apierrors.ApiError:
+                continue
+            if status.role == "leader" and status.health == "ok":
+                return status.name
+        return None
+
+    return ClusterHooks(members=lambda: list(state.masters), pid_of=_pid_of(state),
+                        restart=_restart(state), leader=leader)
+
+
+def local_agent_hooks(state: LocalClusterState) -> ClusterHooks:
+    """Hooks over the worker agents (members are the worker host names; no leader)."""
+    assert state.hosts is not None
+    workers = [h.name for h in state.hosts.hosts]
+    return ClusterHooks(members=lambda: list(workers), pid_of=_pid_of(state),
+                        restart=_restart(state), leader=lambda: None)
+
+
+class WorkerHostKill(Fault):
+    """A worker host dies at once: its agent, its fencing watchdog, every container of its
+    Podman store (pods and infra) and its Podman service are SIGKILLed; heal starts the
+    agent again (which starts a new Podman service), as after a reboot. The host's network
+    namespace stays: the machine is off, its address merely unanswered."""
+
+    name = "kill-worker-host"
+
+    def __init__(self, state: LocalClusterState, choose: Callable[[], str]) -> None:
+        assert state.hosts is not None
+        self._state = state
+        self._choose = choose
+        self._target = ""
+
+    def _host(self, name: str):
+        assert self._state.hosts is not None
+        return next(h for h in self._state.hosts.hosts if h.name == name)
+
+    def start(self) -> dict[str, Any]:
+        name = self._choose()
+        root = self._state.state_dir / "hosts" / name
+        store = HostStoreConfig(host_dir=root / "podman")
+        pids = [process_record(self._state, name).pid]
+        pids += [p for p in (watchdog_pid(fence_dir(root / "agent")),) if p is not None]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        env = {**os.environ, **store.env()}
+        netns = f"--net=/run/netns/{self._host(name).netns}"
+        for args in (["pod", "kill", "--all", "--signal", "KILL"],
+                     ["kill", "--all", "--signal", "KILL"]):
+            subprocess.run(["nsenter", netns, "podman", *args], env=env, capture_output=True,
+                           timeout=60, check=False)
+        service = subprocess.run(["pgrep", "-f", f"system service .*{store.socket_path}"],
+                                 capture_output=True, text=True, check=False).stdout.split()
+        for pid in map(int, service):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._target = name
+        return {"host": name, "pids": pids + [int(p) for p in service]}
+
+    def stop(self) -> dict[str, Any]:
+        name, self._target = self._target, ""
+        if not name:
+            return {}
+        record = respawn(self._state, name)
+        return {"restarted": name, "pid": record.pid}
