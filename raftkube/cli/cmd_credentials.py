@@ -1,12 +1,20 @@
 """`raftkube credentials add-master|add-worker`: issue credentials for a new machine in an
-existing cluster directory (needs the CA key, so run it where `raftkube init` ran)."""
+existing cluster directory (needs the CA key, so run it where `raftkube init` ran).
+`raftkube credentials add-node-serving-ca`: give a cluster directory made before the node
+serving CA existed one, so masters sign joining workers' node agent certificates."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from raftkube.security.cluster_init import InitError, MasterSpec, add_master, add_worker
+from raftkube.security.cluster_init import (
+    InitError,
+    MasterSpec,
+    add_master,
+    add_node_serving_ca,
+    add_worker,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--dir", required=True, type=Path, help="the cluster directory")
     worker.add_argument("name")
     worker.set_defaults(func=_add_worker)
+    serving = sub.add_parser("add-node-serving-ca",
+                             help="the CA masters sign joining workers' node agent "
+                                  "certificates with (for directories made before it)")
+    serving.add_argument("--dir", required=True, type=Path, help="the cluster directory")
+    serving.set_defaults(func=_add_node_serving_ca)
 
 
 def _add_master(args: argparse.Namespace) -> int:
@@ -41,4 +54,16 @@ def _add_worker(args: argparse.Namespace) -> int:
         print(f"error: {e}")
         return 1
     print(f"worker {args.name}: client config {creds.config_file}")
+    return 0
+
+
+def _add_node_serving_ca(args: argparse.Namespace) -> int:
+    try:
+        cert = add_node_serving_ca(args.dir)
+    except InitError as e:
+        print(f"error: {e}")
+        return 1
+    print(f"node serving CA {cert} added to the cluster file; copy {cert.parent} to every "
+          f"master machine and restart each master. Workers joined from then on get a "
+          f"node agent certificate; join earlier ones again (or use add-worker)")
     return 0

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from raftkube.cli import raftkube_main
 from raftkube.security import pki
 from raftkube.security.cluster_init import (
     InitConfig,
@@ -164,7 +165,10 @@ def test_a_directory_made_before_keeps_working_and_can_get_one(tmp_path) -> None
     assert security.node_agent_trust_pem() == lay.ca_cert.read_bytes()
 
     shutil.rmtree(lay.node_serving_ca_cert.parent)
-    assert add_node_serving_ca(lay.root) == lay.node_serving_ca_cert
+    assert raftkube_main.main(["credentials", "add-node-serving-ca", "--dir",
+                               str(lay.root)]) == 0
+    assert node_serving_ca_files(load_cluster_file(lay.cluster_file)) == (
+        lay.node_serving_ca_cert, lay.node_serving_ca_key)
     security = MasterSecurity(MasterSecurityConfig.from_cluster_file(lay.cluster_file, "m1"))
     assert security.node_serving_signer() is not None
     with pytest.raises(InitError, match="already has a node serving CA"):
