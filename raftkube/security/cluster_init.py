@@ -500,8 +500,10 @@ def add_master(directory: Path, spec: MasterSpec, *, extra_sans: Sequence[str] =
                cert_days: int = pki.DEFAULT_CERT_DAYS) -> Path:
     """Issue a serving certificate for a new master and list it in cluster.yaml, so it can
     be started (with the running cluster's members as peers) and added with AddMaster.
-    Needs the CA key. InitError when the name or an address is taken. Returns the cluster
-    file. On failure nothing is left changed."""
+    The new master gets the node serving CA like the others (cluster.yaml names it for
+    every master: copy DIR/node-serving-ca/ with the rest). Needs the CA key. InitError
+    when the name or an address is taken. Returns the cluster file. On failure nothing is
+    left changed."""
     spec.validate()
     lay = ClusterLayout(Path(directory).expanduser().absolute())
     doc = load_cluster_file(lay.cluster_file)
