@@ -266,8 +266,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             return new_table
 
         self._tokens.update(add)
-        masters = sorted(m["apiAddress"]
-                         for m in system_keys.known_masters(self._store).values())
+        # This master too: just after start the masters may not have registered yet, and
+        # a node config without masters is unusable.
+        masters = sorted({self._config.api_address} | {
+            m["apiAddress"] for m in system_keys.known_masters(self._store).values()})
         return admin_pb2.JoinNodeResponse(token=issued[0], masters=masters,
                                           serving_certificate=serving_certificate)
 
