@@ -328,6 +328,32 @@ def test_a_joining_node_gets_a_serving_certificate_for_itself_only(
                          Path(agent["keyFile"])) == grpc.StatusCode.UNAVAILABLE
 
 
+def test_masters_of_a_directory_made_before_the_node_serving_ca_sign_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Clusters made before the node serving CA keep working: join succeeds, writes no
+    nodeAgent, and says that logs/exec need the node serving CA or add-worker."""
+    from raftkube.cli import raftkube_main
+    from raftkube.security.cluster_init import load_cluster_file
+
+    old = MasterCluster(1)
+    doc = load_cluster_file(old.layout.cluster_file)
+    del doc["nodeServingCA"]
+    old.layout.cluster_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with old:
+        token = call(old.admin(0).CreateJoinToken,
+                     admin_pb2.CreateJoinTokenRequest(ttl_seconds=600)).token
+        assert raftkube_main.main([
+            "join", "--token", token, "--name", "old-1", "--master",
+            old.members[0].api_address, "--ca-file", str(old.layout.ca_cert),
+            "--node-ip", "127.0.0.1", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "hold no node serving CA" in out and "add-node-serving-ca" in out
+    assert "add-worker" in out
+    config = yaml.safe_load((tmp_path / "worker.yaml").read_text())
+    assert "nodeAgent" not in config and config["nodeName"] == "old-1"
+    assert not (tmp_path / "node" / "serving.key").exists()
+
+
 def test_nodes_get_distinct_pod_subnets_at_registration(cluster: MasterCluster) -> None:
     def register(name: str, cidr: str = "") -> core_pb2.Node:
         node = core_pb2.Node(api_version="v1", kind="Node")
