@@ -8,7 +8,9 @@
 #   2. /etc/raftkube/cluster/: the part of the cluster directory this node needs, at the
 #      same relative paths, and nothing of other nodes or the CA key:
 #        every node  cluster.yaml, ca/ca.crt
-#        master      masters/NAME/, raft-secret, encryption-keys.yaml, tokens.json
+#        master      masters/NAME/, raft-secret, encryption-keys.yaml, tokens.json, and
+#                    node-serving-ca/ when cluster.yaml names it (directories made
+#                    before it have none)
 #        worker      workers/NAME/
 #      Absolute paths inside cluster.yaml and workers/NAME/config.yaml that point into the
 #      source directory are rewritten to /etc/raftkube/cluster. Secrets 0600, dirs 0700;
@@ -132,6 +134,9 @@ if [ "$role" = master ]; then
     || die "$cluster_file: no master named '$name' (raftkube init --master $name=$address)"
   needed=(ca/ca.crt "masters/$name/server.crt" "masters/$name/server.key" raft-secret
           encryption-keys.yaml tokens.json)
+  if grep -q '^nodeServingCA:' "$cluster_file"; then
+    needed+=(node-serving-ca/ca.crt node-serving-ca/ca.key)
+  fi
 else
   needed=(ca/ca.crt "workers/$name/client.crt" "workers/$name/client.key"
           "workers/$name/token" "workers/$name/config.yaml")

@@ -1,12 +1,21 @@
 """`raftkube credentials add-master|add-worker`: issue credentials for a new machine in an
-existing cluster directory (needs the CA key, so run it where `raftkube init` ran)."""
+existing cluster directory (needs the CA key, so run it where `raftkube init` ran).
+`raftkube credentials add-node-serving-ca`: give a cluster directory made before the node
+serving CA existed one, so masters sign joining workers' node agent certificates."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
-from raftkube.security.cluster_init import InitError, MasterSpec, add_master, add_worker
+from raftkube.security.cluster_init import (
+    InitError,
+    MasterSpec,
+    add_master,
+    add_node_serving_ca,
+    add_worker,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,25 +29,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--dir", required=True, type=Path, help="the cluster directory")
     worker.add_argument("name")
     worker.set_defaults(func=_add_worker)
+    serving = sub.add_parser("add-node-serving-ca",
+                             help="the CA masters sign joining workers' node agent "
+                                  "certificates with (for directories made before it)")
+    serving.add_argument("--dir", required=True, type=Path, help="the cluster directory")
+    serving.set_defaults(func=_add_node_serving_ca)
+
+
+def _reported(action: Callable[[], str]) -> int:
+    """Run `action` and print what it reports (exit 0), or the InitError (exit 1)."""
+    try:
+        report = action()
+    except InitError as e:
+        print(f"error: {e}")
+        return 1
+    print(report)
+    return 0
 
 
 def _add_master(args: argparse.Namespace) -> int:
-    try:
+    def add() -> str:
         spec = MasterSpec.parse(args.spec)
         cluster_file = add_master(args.dir, spec)
-    except InitError as e:
-        print(f"error: {e}")
-        return 1
-    print(f"master {spec.name} added to {cluster_file}; on its machine run: raftkube join "
-          f"--control-plane --name {spec.name} --cluster-file {cluster_file} --data-dir DIR")
-    return 0
+        return (f"master {spec.name} added to {cluster_file}; on its machine run: raftkube "
+                f"join --control-plane --name {spec.name} --cluster-file {cluster_file} "
+                f"--data-dir DIR")
+    return _reported(add)
 
 
 def _add_worker(args: argparse.Namespace) -> int:
-    try:
-        creds = add_worker(args.dir, args.name)
-    except InitError as e:
-        print(f"error: {e}")
-        return 1
-    print(f"worker {args.name}: client config {creds.config_file}")
-    return 0
+    return _reported(lambda: f"worker {args.name}: client config "
+                             f"{add_worker(args.dir, args.name).config_file}")
+
+
+def _add_node_serving_ca(args: argparse.Namespace) -> int:
+    def add() -> str:
+        cert = add_node_serving_ca(args.dir)
+        return (f"node serving CA {cert} added to the cluster file; copy {cert.parent} to "
+                f"every master machine and restart each master. Workers joined from then on "
+                f"get a node agent certificate; join earlier ones again (or use add-worker)")
+    return _reported(add)

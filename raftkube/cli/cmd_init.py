@@ -49,6 +49,8 @@ def describe(result: InitResult) -> str:
         f"  CA certificate:         {lay.ca_cert}",
         f"  CA key (keep offline):  {lay.ca_key}",
         f"  CA fingerprint:         {result.ca_fingerprint}",
+        f"  node serving CA:        {lay.node_serving_ca_cert} (masters sign joining "
+        f"workers' node agent certificates with it)",
         f"  admin token:            {lay.admin_token}",
         f"  admin certificate:      {lay.admin_cert} (key {lay.admin_key})",
         f"  Raft transport secret:  {lay.raft_secret}",

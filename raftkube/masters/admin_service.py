@@ -23,6 +23,7 @@ from raftkube.consensus import errors as store_errors
 from raftkube.consensus.store import Store
 from raftkube.masters import system_keys
 from raftkube.masters.gatekeeper import Gatekeeper
+from raftkube.masters.node_serving_certs import ServingCertificates
 from raftkube.masters.resource_service import api_errors
 from raftkube.masters.secret_encryption import SecretEncryption, rotate_stored_secrets
 from raftkube.objects import registry
@@ -58,13 +59,16 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     def __init__(self, config: AdminConfig, store: Store, gatekeeper: Gatekeeper,
                  fetch_peer: PeerStatusFetcher, token_cache: system_keys.TokenTableCache,
-                 encryption: SecretEncryption) -> None:
+                 encryption: SecretEncryption,
+                 serving_certificates: ServingCertificates | None = None) -> None:
+        """serving_certificates: signs joining nodes' serving certificates (None = never)."""
         self._config = config
         self._store = store
         self._gate = gatekeeper
         self._fetch_peer = fetch_peer
         self._tokens = token_cache
         self._encryption = encryption
+        self._serving_certificates = serving_certificates
 
     def _admin(self, verb: str) -> None:
         # Cluster administration is judged like writing Nodes: cluster-admin only.
@@ -249,6 +253,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         errors = [str(e) for e in dns1123_subdomain_problems(request.node_name)]
         if errors:
             raise apierrors.Invalid(f"nodeName: {'; '.join(errors)}")
+        # Signed (or refused) before the token is issued: a refused request changes nothing.
+        serving_certificate = (
+            self._serving_certificates.issue(request.node_name, request.serving_csr)
+            if self._serving_certificates is not None else b"")
         issued: list[str] = []
         now = time.time()
 
@@ -258,9 +266,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             return new_table
 
         self._tokens.update(add)
-        masters = sorted(m["apiAddress"]
-                         for m in system_keys.known_masters(self._store).values())
-        return admin_pb2.JoinNodeResponse(token=issued[0], masters=masters)
+        # This master too: just after start the masters may not have registered yet, and
+        # a node config without masters is unusable.
+        masters = sorted({self._config.api_address} | {
+            m["apiAddress"] for m in system_keys.known_masters(self._store).values()})
+        return admin_pb2.JoinNodeResponse(token=issued[0], masters=masters,
+                                          serving_certificate=serving_certificate)
 
 
 def _membership(change: Callable[[], None]) -> None:

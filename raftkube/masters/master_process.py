@@ -54,6 +54,7 @@ from raftkube.masters.gatekeeper import Gatekeeper
 from raftkube.masters.leader_runner import LeaderRunner, LoopFactory
 from raftkube.masters.metrics import MasterMetrics, MetricsInterceptor
 from raftkube.masters.node_references import reference_check
+from raftkube.masters.node_serving_certs import ServingCertificates, node_address_owners
 from raftkube.masters.object_api import ObjectApi
 from raftkube.masters.object_store import ObjectStore
 from raftkube.masters.pod_streams import PodStreamsProxy
@@ -196,8 +197,11 @@ class Master:
         self.admin = AdminServicer(
             AdminConfig(config.name, self.addresses.api, self.addresses.raft),
             self.store, self.gatekeeper, self._fetch_peer_status, self.tokens,
-            self.encryption)
-        self.pod_streams = PodStreamsProxy(self.objects, self.gatekeeper, self._ca_pem,
+            self.encryption,
+            ServingCertificates(self.security.node_serving_signer(),
+                                node_address_owners(self.objects)))
+        self.pod_streams = PodStreamsProxy(self.objects, self.gatekeeper,
+                                           self.security.node_agent_trust_pem(),
                                            sec_config.cert_file, sec_config.key_file)
         self.health = health.HealthServicer()
         self._health_stop = threading.Event()

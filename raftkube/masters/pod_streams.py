@@ -11,7 +11,9 @@ serves the NodeAgent gRPC service itself and forwards each call to the agent on 
 
 Contract: users never reach workers directly; every call is authorized here (`get
 pods/log`, `create pods/exec`, `create pods/portforward`, `get nodes/stats`) and audited
-like other requests. The worker's certificate is checked against the node's name. Errors
+like other requests. The worker's serving certificate must chain to the cluster CA or to
+the node serving CA (certificates signed when workers join with a token, see
+masters/node_serving_certs.py) and name the node (DNS SAN = node name). Errors
 from the worker are passed on with their code.
 """
 
@@ -36,7 +38,12 @@ _STATS_TIMEOUT_SECONDS = 5.0
 
 
 class PodStreamsProxy(node_agent_pb2_grpc.NodeAgentServicer):
-    """The NodeAgent service on a master, forwarding to the pod's node."""
+    """The NodeAgent service on a master, forwarding to the pod's node.
+
+    ca_pem: the CA certificates a node agent's serving certificate may chain to (the
+        cluster CA and, when the master holds it, the node serving CA).
+    cert_file / key_file: the master's certificate, presented to node agents.
+    """
 
     def __init__(self, objects: ObjectStore, gatekeeper: Gatekeeper, ca_pem: bytes,
                  cert_file: Path, key_file: Path) -> None:

@@ -5,6 +5,7 @@ The directory it writes (see README.md for the full picture):
     DIR/cluster.yaml               masters (addresses, ports, file paths), workers
     DIR/config.yaml                admin client config ($RAFTKUBECONFIG points here)
     DIR/ca/ca.crt, ca.key          cluster CA
+    DIR/node-serving-ca/ca.crt|key the masters' CA for node agents' serving certificates
     DIR/masters/NAME/server.crt|key
     DIR/workers/NAME/client.crt|key, token, config.yaml
     DIR/admin/client.crt|key, token
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 
 from raftkube.security import encryption, pki, tokens
 from raftkube.security.client_config import ClientConfig, write_client_config
+from raftkube.security.node_serving import create_node_serving_ca
 from raftkube.security.principal import MASTERS_GROUP
 
 DEFAULT_API_PORT = 6443
@@ -158,6 +160,14 @@ class ClusterLayout:
     def ca_key(self) -> Path:
         return self.root / "ca" / "ca.key"
 
+    @property
+    def node_serving_ca_cert(self) -> Path:
+        return self.root / "node-serving-ca" / "ca.crt"
+
+    @property
+    def node_serving_ca_key(self) -> Path:
+        return self.root / "node-serving-ca" / "ca.key"
+
     def master_cert(self, name: str) -> Path:
         return self.root / "masters" / name / "server.crt"
 
@@ -273,10 +283,12 @@ def _split_sans(values: Sequence[str]) -> tuple[list[str], list[str]]:
 def _write_tree(config: InitConfig, build: ClusterLayout, final: ClusterLayout,
                 now: float) -> InitResult:
     """Write everything under `build.root`; file contents refer to `final` paths."""
-    for sub in ("ca", "masters", "workers", "admin"):
+    for sub in ("ca", "node-serving-ca", "masters", "workers", "admin"):
         (build.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     ca = pki.create_ca()
     pki.write_key_pair(ca, build.ca_cert, build.ca_key)
+    pki.write_key_pair(create_node_serving_ca(), build.node_serving_ca_cert,
+                       build.node_serving_ca_key)
 
     extra_ips, extra_dns = _split_sans(config.extra_sans)
     for m in config.masters:
@@ -325,6 +337,7 @@ def _write_tree(config: InitConfig, build: ClusterLayout, final: ClusterLayout,
         "raftSecretFile": str(final.raft_secret),
         "encryptionKeyFile": str(final.encryption_keys),
         "tokenTableFile": str(final.token_table),
+        "nodeServingCA": _node_serving_ca_entry(final),
         "masters": [
             {"name": m.name, "ip": m.ip, "apiPort": m.api_port, "raftPort": m.raft_port,
              "nodePort": m.node_port, "certFile": str(final.master_cert(m.name)),
@@ -337,6 +350,11 @@ def _write_tree(config: InitConfig, build: ClusterLayout, final: ClusterLayout,
     pki.write_public(build.cluster_file, yaml.safe_dump(cluster_doc, sort_keys=False).encode())
     return InitResult(final, fingerprint, now + config.join_token_ttl, config.masters,
                       config.workers)
+
+
+def _node_serving_ca_entry(layout: ClusterLayout) -> dict[str, str]:
+    return {"certFile": str(layout.node_serving_ca_cert),
+            "keyFile": str(layout.node_serving_ca_key)}
 
 
 def init_cluster(config: InitConfig, *, now: float | None = None) -> InitResult:
@@ -382,6 +400,36 @@ def load_cluster_file(path: Path) -> dict:
     if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
         raise InitError(f"{path}: not a raftkube cluster file (kind: Cluster)")
     return doc
+
+
+def node_serving_ca_files(doc: dict) -> tuple[Path, Path] | None:
+    """(certificate, key) of the node serving CA named by a parsed cluster file, or None
+    for a cluster directory made before it existed."""
+    entry = doc.get("nodeServingCA")
+    if not entry:
+        return None
+    return Path(entry["certFile"]), Path(entry["keyFile"])
+
+
+def add_node_serving_ca(directory: Path) -> Path:
+    """Create the node serving CA in a cluster directory made before it existed and name
+    it in cluster.yaml (masters use it once restarted). Does not need the cluster CA key.
+    InitError when the directory already has one or is not a cluster. Returns the CA
+    certificate's path. On failure nothing is left changed."""
+    lay = ClusterLayout(Path(directory).expanduser().absolute())
+    doc = load_cluster_file(lay.cluster_file)
+    if doc.get("nodeServingCA") or lay.node_serving_ca_cert.parent.exists():
+        raise InitError(f"{lay.root} already has a node serving CA "
+                        f"({lay.node_serving_ca_cert.parent})")
+    try:
+        pki.write_key_pair(create_node_serving_ca(), lay.node_serving_ca_cert,
+                           lay.node_serving_ca_key)
+        doc["nodeServingCA"] = _node_serving_ca_entry(lay)
+        pki.write_public(lay.cluster_file, yaml.safe_dump(doc, sort_keys=False).encode())
+    except BaseException:
+        shutil.rmtree(lay.node_serving_ca_cert.parent, ignore_errors=True)
+        raise
+    return lay.node_serving_ca_cert
 
 
 def master_raft_addresses(doc: dict) -> dict[str, str]:
@@ -452,8 +500,10 @@ def add_master(directory: Path, spec: MasterSpec, *, extra_sans: Sequence[str] =
                cert_days: int = pki.DEFAULT_CERT_DAYS) -> Path:
     """Issue a serving certificate for a new master and list it in cluster.yaml, so it can
     be started (with the running cluster's members as peers) and added with AddMaster.
-    Needs the CA key. InitError when the name or an address is taken. Returns the cluster
-    file. On failure nothing is left changed."""
+    The new master gets the node serving CA like the others (cluster.yaml names it for
+    every master: copy DIR/node-serving-ca/ with the rest). Needs the CA key. InitError
+    when the name or an address is taken. Returns the cluster file. On failure nothing is
+    left changed."""
     spec.validate()
     lay = ClusterLayout(Path(directory).expanduser().absolute())
     doc = load_cluster_file(lay.cluster_file)

@@ -29,15 +29,16 @@ from pathlib import Path
 
 import grpc
 
-from raftkube.security import encryption, tokens
+from raftkube.security import encryption, pki, tokens
 from raftkube.security.audit import AuditConfig, AuditLog
-from raftkube.security.cluster_init import load_cluster_file
+from raftkube.security.cluster_init import load_cluster_file, node_serving_ca_files
 from raftkube.security.grpc_auth import (
     AuthConfig,
     AuthInterceptor,
     TokenTableAuthenticator,
     server_credentials_from_files,
 )
+from raftkube.security.node_serving import NodeServingSigner
 from raftkube.security.principal import Principal
 from raftkube.security.rbac import (
     READ_VERBS,
@@ -68,6 +69,10 @@ class MasterSecurityConfig:
     audit_reads: also audit get/list/watch (off: only writes and denials).
     public_methods: gRPC methods served without authentication (e.g. health checks).
     authorizer: authorizer settings (node lease namespace).
+    node_serving_ca_cert_file / node_serving_ca_key_file: the node serving CA, which signs
+        node agents' serving certificates when workers join and which the master trusts
+        (besides the cluster CA) when it dials node agents; None = a cluster directory made
+        before it existed: joining workers get no serving certificate.
     """
 
     cert_file: Path
@@ -80,6 +85,8 @@ class MasterSecurityConfig:
     audit_reads: bool = False
     public_methods: frozenset[str] = field(default_factory=frozenset)
     authorizer: AuthorizerConfig = field(default_factory=AuthorizerConfig)
+    node_serving_ca_cert_file: Path | None = None
+    node_serving_ca_key_file: Path | None = None
 
     @classmethod
     def from_cluster_file(cls, cluster_file: Path, master: str, *,
@@ -90,6 +97,7 @@ class MasterSecurityConfig:
         if entry is None:
             raise SecurityConfigError(f"{cluster_file}: no master named {master!r}")
         try:
+            node_ca = node_serving_ca_files(doc)
             return cls(
                 cert_file=Path(entry["certFile"]), key_file=Path(entry["keyFile"]),
                 ca_file=Path(doc["caFile"]),
@@ -97,9 +105,25 @@ class MasterSecurityConfig:
                 raft_secret_file=Path(doc["raftSecretFile"]),
                 token_table_file=Path(doc["tokenTableFile"]),
                 audit=AuditConfig(audit_path) if audit_path else None,
+                node_serving_ca_cert_file=node_ca[0] if node_ca else None,
+                node_serving_ca_key_file=node_ca[1] if node_ca else None,
             )
         except KeyError as exc:
             raise SecurityConfigError(f"{cluster_file}: missing field {exc}") from exc
+
+
+def _load_node_serving_ca(config: MasterSecurityConfig) -> pki.KeyPair | None:
+    """The node serving CA named by `config`, or None when it names none.
+    SecurityConfigError names the file when one is given but unreadable."""
+    cert, key = config.node_serving_ca_cert_file, config.node_serving_ca_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise SecurityConfigError("the node serving CA needs both certFile and keyFile")
+    try:
+        return pki.load_key_pair(cert, key)
+    except pki.PKIError as exc:
+        raise SecurityConfigError(f"node serving CA: {exc}") from exc
 
 
 def load_raft_secret(path: Path) -> str:
@@ -149,6 +173,22 @@ class MasterSecurity:
         self._node_references = node_references
         self._clock = clock
         self._audit = AuditLog(config.audit, clock) if config.audit else None
+        self._node_serving_ca = _load_node_serving_ca(config)
+
+    def node_serving_signer(self) -> NodeServingSigner | None:
+        """The signer of node agents' serving certificates; None when this master holds
+        no node serving CA."""
+        return NodeServingSigner(self._node_serving_ca) if self._node_serving_ca else None
+
+    def node_agent_trust_pem(self) -> bytes:
+        """The CA certificates (PEM) a node agent's serving certificate may chain to when
+        this master dials it: the cluster CA (workers made by `raftkube init` or
+        `credentials add-worker`) and the node serving CA (workers that joined with a
+        token), if held."""
+        bundle = Path(self.config.ca_file).read_bytes()
+        if self._node_serving_ca is not None:
+            bundle = bundle.rstrip(b"\n") + b"\n" + self._node_serving_ca.cert_pem
+        return bundle
 
     def seed_token_table(self) -> tokens.TokenTable:
         """The token table file written by init (read once, then cached)."""

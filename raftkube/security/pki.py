@@ -61,7 +61,8 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
+def subject_name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
+    """A subject of one O per organization (group) and the CN (user)."""
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     return x509.Name(attrs)
@@ -70,7 +71,7 @@ def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
 def create_ca(common_name: str = "raftkube-ca", valid_days: int = DEFAULT_CA_DAYS) -> KeyPair:
     """A new self-signed CA (key usage: certificate and CRL signing only)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = _name(common_name)
+    subject = subject_name(common_name)
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -103,12 +104,27 @@ def _issue(
     valid_days: int,
 ) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
+    return KeyPair(sign_leaf(ca, subject, key.public_key(), usages, sans, valid_days), key)
+
+
+def sign_leaf(
+    ca: KeyPair,
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    usages: Sequence[x509.ObjectIdentifier],
+    sans: Sequence[x509.GeneralName],
+    valid_days: int,
+) -> x509.Certificate:
+    """An end-entity certificate (not a CA) for `public_key`, signed by `ca`: exactly the
+    given subject, extended key usages and SANs, valid from a few minutes ago for
+    `valid_days`. The caller decides what the certificate may name; nothing is copied
+    from elsewhere."""
     now = _now()
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(now + datetime.timedelta(days=valid_days))
@@ -128,7 +144,7 @@ def _issue(
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    return KeyPair(builder.sign(ca.key, hashes.SHA256()), key)
+    return builder.sign(ca.key, hashes.SHA256())
 
 
 def issue_server_cert(
@@ -154,7 +170,7 @@ def issue_server_cert(
     # O system:masters: a master is also a client of the workers' logs/exec service,
     # where it proxies users' requests (see workers/agent/node_agent_service.py).
     return _issue(
-        ca, _name(name, [MASTERS_GROUP]),
+        ca, subject_name(name, [MASTERS_GROUP]),
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         sans, valid_days,
     )
@@ -169,7 +185,7 @@ def issue_client_cert(
     """A client certificate: CN = `user`, one O per group (extended key usage clientAuth)."""
     if not user:
         raise ValueError("client certificate: the user name (CN) must not be empty")
-    return _issue(ca, _name(user, groups), [ExtendedKeyUsageOID.CLIENT_AUTH], [], valid_days)
+    return _issue(ca, subject_name(user, groups), [ExtendedKeyUsageOID.CLIENT_AUTH], [], valid_days)
 
 
 def issue_node_cert(ca: KeyPair, node_name: str, valid_days: int = DEFAULT_CERT_DAYS) -> KeyPair:
@@ -179,7 +195,7 @@ def issue_node_cert(ca: KeyPair, node_name: str, valid_days: int = DEFAULT_CERT_
     and check the certificate against the node's name)."""
     if not node_name:
         raise ValueError("node certificate: the node name must not be empty")
-    return _issue(ca, _name(f"{NODE_USER_PREFIX}{node_name}", [NODES_GROUP]),
+    return _issue(ca, subject_name(f"{NODE_USER_PREFIX}{node_name}", [NODES_GROUP]),
                   [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH],
                   [x509.DNSName(node_name)], valid_days)
 

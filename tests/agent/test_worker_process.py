@@ -71,7 +71,9 @@ def test_bad_config_is_refused_naming_the_field(tmp_path: Path) -> None:
 
 def test_a_joined_worker_gets_pods_scheduled_on_it(tmp_path: Path) -> None:
     """The seed's "add a new node server": a token from raftkubectl, `raftkube join` on the
-    new machine, `raftkube worker`, and the scheduler places a Deployment's pods there."""
+    new machine, `raftkube worker`, and the scheduler places a Deployment's pods there.
+    The node agent got its serving certificate at join, so the pods' logs, exec and the
+    node's usage reach it through the masters as on any other worker."""
     harness = AgentHarness.start(workers=())
     process = None
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -89,13 +91,15 @@ def test_a_joined_worker_gets_pods_scheduled_on_it(tmp_path: Path) -> None:
         machine = tmp_path / "new-machine"
         cli("raftkube_main", "join", "--token", token, "--name", "joined-1",
             "--master", harness.cluster.members[0].api_address,
-            "--ca-file", str(harness.cluster.layout.ca_cert), "--dir", str(machine))
+            "--ca-file", str(harness.cluster.layout.ca_cert), "--dir", str(machine),
+            "--node-ip", "127.0.0.1", "--node-agent-port", "0")
         config_path = machine / "worker.yaml"
         config = yaml.safe_load(config_path.read_text())
         assert config["nodeName"] == "joined-1"
-        assert harness.podman is not None  # this machine's Podman and address, as an operator
-        config.update(nodeIP="127.0.0.1", dataDir=str(machine / "agent"),
-                      leaseIntervalSeconds=0.5,
+        assert config["nodeAgent"]["listen"] == "127.0.0.1:0"
+        assert harness.podman is not None  # this machine's Podman, as an operator sets it
+        config.update(dataDir=str(machine / "agent"), leaseIntervalSeconds=0.5,
+                      statsIntervalSeconds=1,
                       runtime={"kind": "podman", "startService": False,
                                "podmanSocket": str(harness.podman.store.socket_path),
                                "network": harness.podman.network})
@@ -115,7 +119,9 @@ spec:
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-      - {{name: main, image: localhost/busybox:latest, command: [sleep, "3600"]}}
+      - name: main
+        image: localhost/busybox:latest
+        command: [sh, -c, "echo hello from the joined node; sleep 3600"]
 """)
         cli("raftkubectl_main", "apply", "-f", str(manifest), *admin)
         deadline = time.monotonic() + 120
@@ -130,6 +136,15 @@ spec:
             time.sleep(0.5)
         node = harness.admin.nodes.get("joined-1")
         assert condition(node, "Ready") == "True" and node.spec.pod_cidr
+        pod = placed[0].metadata.name
+        logs = cli("raftkubectl_main", "logs", pod, "-n", ns, *admin)
+        assert "hello from the joined node" in logs
+        session = harness.admin.pod_exec(pod, ["sh", "-c", "echo out; echo err >&2; exit 7"],
+                                         ns)
+        output = list(session.output())
+        assert ("stdout", b"out\n") in output and ("stderr", b"err\n") in output
+        assert session.exit_code == 7
+        assert harness.admin.node_stats("joined-1").node == "joined-1"
         harness.admin.resource("Deployment").delete("web", ns)
     finally:
         stop_worker(process, tmp_path / "new-machine" / "agent")

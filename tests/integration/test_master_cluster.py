@@ -11,10 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 
 from raftkube import apierrors
 from raftkube.api.v1 import (
     admin_pb2,
+    admin_pb2_grpc,
     core_pb2,
     resources_pb2,
     resources_pb2_grpc,
@@ -254,9 +256,9 @@ def test_a_worker_joins_with_a_join_token(cluster: MasterCluster, tmp_path: Path
 
     reply = call(cluster.admin(0).CreateJoinToken,
                  admin_pb2.CreateJoinTokenRequest(ttl_seconds=600))
-    worker_config = join(reply.token, cluster.members[1].api_address, cluster.layout.ca_cert,
-                         "joined-1", tmp_path)
-    assert worker_config.exists()
+    joined = join(reply.token, cluster.members[1].api_address, cluster.layout.ca_cert,
+                  "joined-1", tmp_path, node_ip="127.0.0.1")
+    assert joined.worker_config.exists() and joined.node_agent
     node_client = Client.from_config(tmp_path / "node" / "config.yaml")
     try:
         me = core_pb2.Node(api_version="v1", kind="Node")
@@ -275,6 +277,81 @@ def test_a_worker_joins_with_a_join_token(cluster: MasterCluster, tmp_path: Path
     with pytest.raises(apierrors.Forbidden, match="join token"):
         join(node_token, cluster.members[0].api_address, cluster.layout.ca_cert,
              "joined-3", tmp_path / "y")
+
+
+def test_a_joining_node_gets_a_serving_certificate_for_itself_only(
+        cluster: MasterCluster, tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from raftkube.cli.cmd_join import join
+    from raftkube.security.node_serving import serving_request
+
+    join_token = call(cluster.admin(0).CreateJoinToken,
+                      admin_pb2.CreateJoinTokenRequest(ttl_seconds=600)).token
+    joined = join(join_token, cluster.members[2].api_address, cluster.layout.ca_cert,
+                  "serving-1", tmp_path, node_ip="127.0.0.1")
+    agent = yaml.safe_load(joined.worker_config.read_text())["nodeAgent"]
+    assert agent["listen"] == "127.0.0.1:10250"
+    assert oct(Path(agent["keyFile"]).stat().st_mode & 0o777) == "0o600"
+    cert = x509.load_pem_x509_certificate(Path(agent["certFile"]).read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["serving-1"]
+
+    # A request naming another node is refused with the reason.
+    channel = grpc.secure_channel(cluster.members[0].api_address, channel_credentials(
+        cluster.ca_pem, token=join_token))
+    try:
+        csr = serving_request(ec.generate_private_key(ec.SECP256R1()), "w1")
+        with pytest.raises(apierrors.Invalid, match="names 'system:node:w1'"):
+            call(admin_pb2_grpc.AdminStub(channel).JoinNode,
+                 admin_pb2.JoinNodeRequest(node_name="serving-2", serving_csr=csr))
+    finally:
+        channel.close()
+
+    # The serving certificate is no client certificate: the node port refuses it in the
+    # TLS handshake, where the node's real client certificate is accepted.
+    def node_port_get(cert: Path, key: Path) -> grpc.StatusCode:
+        creds = channel_credentials(cluster.ca_pem, client_cert_pem=cert.read_bytes(),
+                                    client_key_pem=key.read_bytes())
+        with grpc.secure_channel(cluster.members[0].node_address, creds) as node_channel:
+            try:
+                call(resources_pb2_grpc.ResourcesStub(node_channel).Get,
+                     resources_pb2.GetRequest(kind="Node", name="w1"))
+            except apierrors.ApiError as e:
+                return e.code
+            return grpc.StatusCode.OK
+
+    assert node_port_get(cluster.layout.worker_cert("w1"),
+                         cluster.layout.worker_key("w1")) != grpc.StatusCode.UNAVAILABLE
+    assert node_port_get(Path(agent["certFile"]),
+                         Path(agent["keyFile"])) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_masters_of_a_directory_made_before_the_node_serving_ca_sign_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Clusters made before the node serving CA keep working: join succeeds, writes no
+    nodeAgent, and says that logs/exec need the node serving CA or add-worker."""
+    from raftkube.cli import raftkube_main
+    from raftkube.security.cluster_init import load_cluster_file
+
+    old = MasterCluster(1)
+    doc = load_cluster_file(old.layout.cluster_file)
+    del doc["nodeServingCA"]
+    old.layout.cluster_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with old:
+        token = call(old.admin(0).CreateJoinToken,
+                     admin_pb2.CreateJoinTokenRequest(ttl_seconds=600)).token
+        assert raftkube_main.main([
+            "join", "--token", token, "--name", "old-1", "--master",
+            old.members[0].api_address, "--ca-file", str(old.layout.ca_cert),
+            "--node-ip", "127.0.0.1", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "hold no node serving CA" in out and "add-node-serving-ca" in out
+    assert "add-worker" in out
+    config = yaml.safe_load((tmp_path / "worker.yaml").read_text())
+    assert "nodeAgent" not in config and config["nodeName"] == "old-1"
+    assert not (tmp_path / "node" / "serving.key").exists()
 
 
 def test_nodes_get_distinct_pod_subnets_at_registration(cluster: MasterCluster) -> None:

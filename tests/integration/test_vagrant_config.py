@@ -210,7 +210,8 @@ def test_each_vm_receives_only_its_own_part_of_the_cluster_directory(tmp_path):
     expected = {
         "master-2": ["ca/ca.crt", "cluster.yaml", "encryption-keys.yaml",
                      "masters/master-2/server.crt", "masters/master-2/server.key",
-                     "raft-secret", "tokens.json"],
+                     "node-serving-ca/ca.crt", "node-serving-ca/ca.key", "raft-secret",
+                     "tokens.json"],
         "worker-1": ["ca/ca.crt", "cluster.yaml", "workers/worker-1/client.crt",
                      "workers/worker-1/client.key", "workers/worker-1/config.yaml",
                      "workers/worker-1/token"],

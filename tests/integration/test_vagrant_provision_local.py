@@ -7,6 +7,7 @@ scripts/build_wheels.sh into a real virtualenv."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -42,6 +43,8 @@ def _write_cluster_dir(directory: Path) -> None:
     path, as init writes it."""
     files = {
         "ca/ca.crt": "CA CERT\n", "ca/ca.key": "CA KEY\n",
+        "node-serving-ca/ca.crt": "NODE SERVING CA CERT\n",
+        "node-serving-ca/ca.key": "NODE SERVING CA KEY\n",
         "raft-secret": "RAFT SECRET\n", "encryption-keys.yaml": "keys: []\n",
         "tokens.json": "{}\n", "join-token": "abcdef.0123456789abcdef\n",
         "config.yaml": "kind: ClientConfig\n",
@@ -69,7 +72,10 @@ def _write_cluster_dir(directory: Path) -> None:
         "apiVersion": "raftkube/v1", "kind": "Cluster", "caFile": f"{directory}/ca/ca.crt",
         "caFingerprint": "sha256:00", "raftSecretFile": f"{directory}/raft-secret",
         "encryptionKeyFile": f"{directory}/encryption-keys.yaml",
-        "tokenTableFile": f"{directory}/tokens.json", "masters": masters,
+        "tokenTableFile": f"{directory}/tokens.json",
+        "nodeServingCA": {"certFile": f"{directory}/node-serving-ca/ca.crt",
+                          "keyFile": f"{directory}/node-serving-ca/ca.key"},
+        "masters": masters,
         "workers": [{"name": "worker-1",
                      "configFile": f"{directory}/workers/worker-1/config.yaml"}],
     }, sort_keys=False)
@@ -129,12 +135,14 @@ def test_configure_master_writes_hosts_its_credentials_and_config(cluster):
     # Its own key, the cluster secrets; never the CA key, the admin's or other masters' keys.
     assert _files(copy) == [
         "ca/ca.crt", "cluster.yaml", "encryption-keys.yaml", "masters/master-1/server.crt",
-        "masters/master-1/server.key", "raft-secret", "tokens.json",
+        "masters/master-1/server.key", "node-serving-ca/ca.crt", "node-serving-ca/ca.key",
+        "raft-secret", "tokens.json",
     ]
     assert _mode(copy) == 0o700
     assert _mode(copy / "masters" / "master-1") == 0o700
     assert _mode(copy / "masters" / "master-1" / "server.key") == 0o600
     assert _mode(copy / "raft-secret") == 0o600
+    assert _mode(copy / "node-serving-ca" / "ca.key") == 0o600
     assert _mode(copy / "ca" / "ca.crt") == 0o644
     assert (copy / "masters" / "master-1" / "server.key").read_text() == "M1 KEY\n"
 
@@ -143,6 +151,7 @@ def test_configure_master_writes_hosts_its_credentials_and_config(cluster):
     assert doc["caFile"] == "/etc/raftkube/cluster/ca/ca.crt"
     assert doc["raftSecretFile"] == "/etc/raftkube/cluster/raft-secret"
     assert doc["masters"][0]["keyFile"] == "/etc/raftkube/cluster/masters/master-1/server.key"
+    assert doc["nodeServingCA"]["keyFile"] == "/etc/raftkube/cluster/node-serving-ca/ca.key"
     assert str(cluster["cluster"]) not in (copy / "cluster.yaml").read_text()
 
     config_path = root / "etc" / "raftkube" / "master.yaml"
@@ -233,6 +242,18 @@ def test_missing_credentials_are_refused_naming_the_file(cluster):
     assert result.returncode != 0
     assert "workers/worker-1/token missing" in result.stderr
     assert not (cluster["root"] / "etc" / "raftkube").exists()
+
+
+def test_a_master_of_a_directory_made_before_the_node_serving_ca_is_configured(cluster):
+    cluster_file = cluster["cluster"] / "cluster.yaml"
+    doc = yaml.safe_load(cluster_file.read_text())
+    del doc["nodeServingCA"]
+    cluster_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    shutil.rmtree(cluster["cluster"] / "node-serving-ca")
+    result = _configure(cluster, "master-1")
+    assert result.returncode == 0, result.stderr
+    copy = cluster["root"] / "etc" / "raftkube" / "cluster"
+    assert not (copy / "node-serving-ca").exists() and (copy / "raft-secret").exists()
 
 
 @pytest.mark.parametrize(

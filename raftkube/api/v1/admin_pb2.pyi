@@ -123,15 +123,19 @@ class RotateSecretsResponse(_message.Message):
     def __init__(self, rewritten: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...
 
 class JoinNodeRequest(_message.Message):
-    __slots__ = ("node_name",)
+    __slots__ = ("node_name", "serving_csr")
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVING_CSR_FIELD_NUMBER: _ClassVar[int]
     node_name: str
-    def __init__(self, node_name: _Optional[str] = ...) -> None: ...
+    serving_csr: bytes
+    def __init__(self, node_name: _Optional[str] = ..., serving_csr: _Optional[bytes] = ...) -> None: ...
 
 class JoinNodeResponse(_message.Message):
-    __slots__ = ("token", "masters")
+    __slots__ = ("token", "masters", "serving_certificate")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     MASTERS_FIELD_NUMBER: _ClassVar[int]
+    SERVING_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     token: str
     masters: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, token: _Optional[str] = ..., masters: _Optional[_Iterable[str]] = ...) -> None: ...
+    serving_certificate: bytes
+    def __init__(self, token: _Optional[str] = ..., masters: _Optional[_Iterable[str]] = ..., serving_certificate: _Optional[bytes] = ...) -> None: ...

@@ -132,7 +132,8 @@ class AdminServicer:
 
     def JoinNode(self, request, context):
         """Called by `raftkube join` with a join token as its bearer token: issues the new
-        worker's node token and tells it where the masters are.
+        worker's node token and tells it where the masters are; signs the serving
+        certificate of its node agent service when it sends a request for one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -106,8 +106,9 @@ class NodeAgentServiceConfig:
     """The worker's logs/exec gRPC service (node_agent.proto).
 
     listen: HOST:PORT to serve on ("" = the service is off).
-    cert_file / key_file: the serving certificate (signed by the cluster CA, with the node's
-        address in its SANs).
+    cert_file / key_file: the serving certificate, with the node's name as DNS SAN (the
+        masters check it): signed by the cluster CA (`raftkube init`, `credentials
+        add-worker`) or by the node serving CA (`raftkube join`).
     ca_file: callers must present a client certificate signed by this CA ...
     allowed_groups: ... whose groups (certificate O values) include one of these.
     """
