@@ -334,6 +334,7 @@ def down(state_dir: Path, progress: Callable[[str], None] = print) -> bool:
             stop_watchdog(fence_dir(state_dir / "hosts" / host.name / "agent"))
         for host in state.hosts.hosts:
             _remove_host_containers(state_dir / "hosts" / host.name / "podman", host.netns)
+            _stop_processes_using(state_dir / "hosts" / host.name / "podman")
         destroy_hosts(state.hosts)
         progress(f"removed {len(state.hosts.hosts)} worker hosts")
     if state.client_config and Path(state.client_config).exists():
@@ -342,6 +343,21 @@ def down(state_dir: Path, progress: Callable[[str], None] = print) -> bool:
     shutil.rmtree(state_dir, ignore_errors=True)
     progress(f"removed {state_dir}")
     return True
+
+
+def _stop_processes_using(host_dir: Path) -> None:
+    """SIGKILL every process whose command line names `host_dir` (a worker's Podman
+    service outlives the worker that started it when that worker was killed, and a new
+    worker reuses it without owning it)."""
+    needle = str(host_dir).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 def _remove_host_containers(host_dir: Path, netns: str) -> None:

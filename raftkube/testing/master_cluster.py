@@ -33,6 +33,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from raftkube.api.v1 import admin_pb2, admin_pb2_grpc, resources_pb2_grpc
+from raftkube.consensus.journal import discard_unsynced_tail
 from raftkube.masters.config import MasterConfig, write_master_config
 from raftkube.security.cluster_init import InitConfig, MasterSpec, init_cluster
 from raftkube.security.grpc_auth import channel_credentials
@@ -182,6 +183,16 @@ class MasterCluster:
     def restart(self, index: int, timeout: float = 60.0) -> None:
         self.respawn(index)
         self.wait_serving(index, timeout)
+
+    def power_loss(self, index: int) -> int:
+        """Crash master `index` (SIGKILL) and drop the store journal's bytes it wrote but
+        never fsynced, as a power cut would; returns the bytes dropped. Needs
+        store_overrides={"fsync_audit": True}. Start it again with respawn()."""
+        if not self.store_overrides.get("fsync_audit"):
+            raise RuntimeError("power_loss needs store_overrides={'fsync_audit': True}")
+        self.kill(index)
+        store_dir = self.root / self.members[index].name / "data" / "store"
+        return discard_unsynced_tail(str(store_dir))
 
     def respawn(self, index: int) -> None:
         """Kill master `index` if it runs, then start it again without waiting for it to

@@ -4,7 +4,8 @@ members are the master names (m1..mN); pid_of is the master process' PID; restar
 a killed master again without waiting for it to serve (after kill-all no master can serve
 alone: all are restarted, then the run goes on); leader asks every live master's Admin
 LocalStatus. hosts (what the partition faults need) is set when the cluster has a
-`hosts()` method, as `NetnsMasterCluster` does.
+`hosts()` method, as `NetnsMasterCluster` does; lose_unsynced (crash and drop what was
+never fsynced) when the cluster runs with store_overrides={"fsync_audit": True}.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def master_cluster_hooks(cluster: MasterCluster, leader_timeout: float = 5.0) ->
         except TimeoutError:
             return None
 
+    def lose_unsynced(name: str) -> str:
+        return f"{name} crashed, {cluster.power_loss(by_name[name])} unsynced bytes dropped"
+
     hosts = cluster.hosts() if hasattr(cluster, "hosts") else None
+    audited = bool(cluster.store_overrides.get("fsync_audit"))
     return ClusterHooks(members=lambda: list(by_name), pid_of=pid_of, restart=restart,
-                        leader=leader, hosts=hosts)
+                        leader=leader, hosts=hosts,
+                        lose_unsynced=lose_unsynced if audited else None)

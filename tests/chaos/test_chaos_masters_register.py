@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 THREE = ("partition-leader", "partition-random", "partition-bridge", "kill-all",
          "kill-leader", "pause-leader")
-FIVE = ("partition-random", "partition-bridge", "kill-leader", "partition-leader")
+FIVE = ("partition-random", "partition-bridge", "kill-leader", "partition-leader",
+        "lose-unsynced-random")
 
 
 @pytest.mark.parametrize(("masters", "kinds"), [
@@ -35,7 +36,7 @@ def test_register_linearizable_with_partitions(netns_root: None, chaos_seed: int
                                                tmp_path: Path, masters: int,
                                                kinds: tuple[str, ...]) -> None:
     schedule, duration = every_fault_once(kinds, random.Random(chaos_seed))
-    with NetnsMasterCluster(masters) as cluster:
+    with NetnsMasterCluster(masters, store_overrides={"fsync_audit": True}) as cluster:
         result = register_round(cluster, chaos_seed, kinds, duration, tmp_path / "report",
                                 schedule)
     names = {f.name for f in result.history.faults()}

@@ -1,6 +1,7 @@
 """Set chaos on real masters in network namespaces: many creates of distinct ConfigMaps
-through the SDK while masters are partitioned, killed (the leader, all) and paused, each
-fault once in a seeded order. After healing, every acknowledged create is present, nothing
+through the SDK while masters are partitioned, killed (the leader, all), paused and
+crashed losing their unsynced journal bytes (a power cut), each fault once in a seeded
+order. After healing, every acknowledged create is present, nothing
 whose create certainly failed is present, nothing appears that nobody created (check_set),
 and all masters have the same state hash at the same revision."""
 
@@ -17,13 +18,14 @@ from tests.chaos.netns_chaos import every_fault_once, failure_text, summary_line
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
-KINDS = ("partition-leader", "partition-bridge", "kill-leader", "kill-all", "pause-random")
+KINDS = ("partition-leader", "partition-bridge", "kill-leader", "kill-all", "pause-random",
+         "lose-unsynced-random")
 
 
 def test_acknowledged_configmap_creates_survive_faults(netns_root: None, chaos_seed: int,
                                                        tmp_path: Path) -> None:
     schedule, duration = every_fault_once(KINDS, random.Random(chaos_seed))
-    with NetnsMasterCluster(3) as cluster:
+    with NetnsMasterCluster(3, store_overrides={"fsync_audit": True}) as cluster:
         result = set_round(cluster, chaos_seed, KINDS, duration, tmp_path / "report",
                            schedule)
     oks = [o for o in result.history.operations() if o.status == "ok"]

@@ -20,7 +20,7 @@ from tests.chaos.netns_chaos import failure_text
 pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.soak]
 
 KINDS = ("kill-leader", "kill-random", "kill-all", "pause-leader", "pause-random",
-         "partition-leader", "partition-random", "partition-bridge")
+         "partition-leader", "partition-random", "partition-bridge", "lose-unsynced-random")
 
 
 def test_soak_mixed_faults(netns_root: None, chaos_seed: int, tmp_path: Path,
@@ -28,7 +28,7 @@ def test_soak_mixed_faults(netns_root: None, chaos_seed: int, tmp_path: Path,
     rounds = int(request.config.getoption("--chaos-rounds"))
     duration = float(request.config.getoption("--chaos-duration"))
     failed = []
-    with NetnsMasterCluster(3) as cluster:
+    with NetnsMasterCluster(3, store_overrides={"fsync_audit": True}) as cluster:
         for i in range(rounds):
             round_fn = register_round if i % 2 == 0 else set_round
             result = round_fn(cluster, chaos_seed + i, KINDS, duration,

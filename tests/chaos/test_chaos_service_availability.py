@@ -31,6 +31,7 @@ import random
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -270,6 +271,20 @@ def _kill_host(state: LocalClusterState, client: Client, node: str) -> tuple[flo
     return died, whole
 
 
+def _processes_naming(text: str) -> list[str]:
+    """Command lines of the processes that mention `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{entry.name}: {cmdline[:160]}")
+    return found
+
+
 def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_fail(
         chaos_seed: int) -> None:
     if os.geteuid() != 0:
@@ -332,6 +347,9 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
         client.close()
         writer_client.close()
     print("converged after: " + ", ".join(f"{k} {t:.1f}s" for k, t in converge_times))
+    assert not _processes_naming(str(config.state_dir)), (
+        "raftkube down left processes of the cluster running (a killed worker's Podman "
+        "service, a watchdog...)")
     assert before.requests > 200, before.summary()
     assert before.valid, before.summary()
     assert after.valid, after.summary()
