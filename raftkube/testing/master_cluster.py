@@ -99,6 +99,11 @@ class MasterCluster:
         return [MasterSpec(f"m{i + 1}", self.host, *ports[3 * i:3 * i + 3])
                 for i in range(size)]
 
+    def _new_master_spec(self, index: int) -> MasterSpec:
+        """Name, address and ports of master number `index` added later (add_master)."""
+        api, raft, node = free_ports(3, self.host)
+        return MasterSpec(f"m{index + 1}", self.host, api, raft, node)
+
     def _command_prefix(self, member: MasterProcess) -> list[str]:
         """argv put before the master's command (e.g. entering a network namespace); the
         prefix must exec the command so the PID stays the master's. Default: none."""
@@ -209,11 +214,11 @@ class MasterCluster:
         from raftkube.security.cluster_init import add_master
 
         index = len(self.members)
-        api, raft, node = free_ports(3, self.host)
-        spec = MasterSpec(f"m{index + 1}", self.host, api, raft, node)
+        spec = self._new_master_spec(index)
         add_master(self.layout.root, spec)
-        member = MasterProcess(index, spec.name, spec.address(api), spec.address(node),
-                               spec.address(raft), self.root / spec.name / "master.yaml",
+        member = MasterProcess(index, spec.name, spec.address(spec.api_port),
+                               spec.address(spec.node_port), spec.address(spec.raft_port),
+                               self.root / spec.name / "master.yaml",
                                self.root / spec.name / "master.log")
         self.members.append(member)
 

@@ -26,10 +26,13 @@ from raftkube.testing.netns import NetnsCluster, NetnsConfig, netns_prefix
 
 
 class NetnsMasterCluster(MasterCluster):
-    """`size` masters m1..mN, master i in namespace `netns.hosts[i]` at its address."""
+    """`size` masters m1..mN, master i in namespace `netns.hosts[i]` at its address;
+    `spare` more namespaces wait for masters added later (add_master)."""
 
-    def __init__(self, size: int = 3, **kwargs: Any) -> None:
-        self.netns = NetnsCluster(NetnsConfig(hosts=size, with_pod_bridge=False)).setup()
+    def __init__(self, size: int = 3, spare: int = 0, **kwargs: Any) -> None:
+        self.netns = NetnsCluster(NetnsConfig(hosts=size + spare,
+                                              with_pod_bridge=False)).setup()
+        self.initial_size = size
         try:
             super().__init__(size, host=self.netns.gateway, **kwargs)
         except BaseException:
@@ -38,18 +41,23 @@ class NetnsMasterCluster(MasterCluster):
 
     def _specs(self, size: int) -> Sequence[MasterSpec]:
         # Every master has a namespace of its own: the default ports are free in each.
-        return [MasterSpec(f"m{i + 1}", h.address) for i, h in enumerate(self.netns.hosts)]
+        return [MasterSpec(f"m{i + 1}", h.address)
+                for i, h in enumerate(self.netns.hosts[:size])]
+
+    def _new_master_spec(self, index: int) -> MasterSpec:
+        if index >= len(self.netns.hosts):
+            raise RuntimeError(f"no spare namespace for master m{index + 1} (make the "
+                               f"cluster with spare=N)")
+        return MasterSpec(f"m{index + 1}", self.netns.hosts[index].address)
 
     def _command_prefix(self, member: MasterProcess) -> list[str]:
         return netns_prefix(self.netns.hosts[member.index].netns)
 
     def hosts(self) -> dict[str, Host]:
-        """Master name -> its namespace and address, as the partition faults need."""
-        return {m.name: Host(self.netns.hosts[m.index].netns, (self.netns.hosts[m.index].address,))
-                for m in self.members}
-
-    def add_master(self, timeout: float = 60.0) -> int:
-        raise NotImplementedError("NetnsMasterCluster has a fixed set of namespaces")
+        """Master name -> its namespace and address, as the partition faults need; the
+        spare namespaces too, under the names their masters will have."""
+        return {f"m{i + 1}": Host(h.netns, (h.address,))
+                for i, h in enumerate(self.netns.hosts)}
 
     def close(self) -> None:
         try:

@@ -549,3 +549,23 @@ def test_dead_sandbox_is_restarted_with_its_containers(harness: AgentHarness, ag
     again = harness.wait_pod(created, lambda p: ready(p) and p.status.pod_ip == current.ip,
                              what="Ready with the new sandbox's IP")
     assert "Killing" in {e.reason for e in harness.events(again)}
+
+
+def test_a_pod_marked_not_ready_by_the_masters_is_reported_ready_again(
+        harness: AgentHarness, agent) -> None:
+    """The masters mark the pods of a node that stopped renewing its Lease not ready; an
+    agent that was only cut off, on renewing again, must put Ready back, or its pods stay
+    out of their Services for good."""
+    ns = harness.namespace()
+    created = harness.create(harness.pod("cut-off", ns))
+    running = harness.wait_pod(created, ready, what="Ready")
+    marked = pod_pb2.Pod()
+    marked.CopyFrom(running)
+    for cond in marked.status.conditions:
+        if cond.type == "Ready":
+            cond.status, cond.reason = "False", "NodeNotReady"
+    harness.admin.pods.update_status(marked)
+    assert not ready(harness.get_pod(created)), "the masters' mark took"
+    # at once (0.1 s here): not at the next 10 s resync, as before the masters marked pods
+    again = harness.wait_pod(created, ready, timeout=5, what="Ready again within 5 s")
+    assert container_state(again, "main").restart_count == 0

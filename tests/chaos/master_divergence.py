@@ -30,13 +30,15 @@ def _status(cluster: MasterCluster, index: int) -> tuple[int, str] | None:
 def collect_state_hashes(cluster: MasterCluster, timeout: float = 60.0,
                          interval: float = 0.2) -> dict[str, dict[int, str]]:
     """member -> {revision: state hash}, polled until all members reported a common
-    revision (or timeout: then whatever was seen)."""
-    names = [m.name for m in cluster.members]
+    revision (or timeout: then whatever was seen). Members stopped on purpose (removed
+    from the membership) are left out."""
+    members = [m for m in cluster.members if m.process is not None]
+    names = [m.name for m in members]
     seen: dict[str, dict[int, str]] = {n: {} for n in names}
     deadline = time.monotonic() + timeout
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         while True:
-            replies = list(pool.map(lambda i: _status(cluster, i), range(len(names))))
+            replies = list(pool.map(lambda m: _status(cluster, m.index), members))
             for name, reply in zip(names, replies, strict=True):
                 if reply is not None:
                     seen[name][reply[0]] = reply[1]

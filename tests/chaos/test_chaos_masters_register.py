@@ -23,7 +23,7 @@ from tests.chaos.netns_chaos import every_fault_once, failure_text, summary_line
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 THREE = ("partition-leader", "partition-random", "partition-bridge", "kill-all",
-         "kill-leader", "pause-leader")
+         "kill-leader", "pause-leader", "slow-link-leader")
 FIVE = ("partition-random", "partition-bridge", "kill-leader", "partition-leader",
         "lose-unsynced-random")
 

@@ -1,9 +1,10 @@
 """Set chaos on real masters in network namespaces: many creates of distinct ConfigMaps
 through the SDK while masters are partitioned, killed (the leader, all), paused and
-crashed losing their unsynced journal bytes (a power cut), each fault once in a seeded
-order. After healing, every acknowledged create is present, nothing
-whose create certainly failed is present, nothing appears that nobody created (check_set),
-and all masters have the same state hash at the same revision."""
+crashed losing their unsynced journal bytes (a power cut), and a fourth master joins and
+is removed again, each fault once in a seeded order. After healing, every acknowledged
+create is present, nothing whose create certainly failed is present, nothing appears that
+nobody created (check_set), and all masters have the same state hash at the same
+revision."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ from tests.chaos.netns_chaos import every_fault_once, failure_text, summary_line
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 KINDS = ("partition-leader", "partition-bridge", "kill-leader", "kill-all", "pause-random",
-         "lose-unsynced-random")
+         "lose-unsynced-random", "membership-change")
 
 
 def test_acknowledged_configmap_creates_survive_faults(netns_root: None, chaos_seed: int,
                                                        tmp_path: Path) -> None:
     schedule, duration = every_fault_once(KINDS, random.Random(chaos_seed))
-    with NetnsMasterCluster(3, store_overrides={"fsync_audit": True}) as cluster:
+    with NetnsMasterCluster(3, spare=1, store_overrides={"fsync_audit": True}) as cluster:
         result = set_round(cluster, chaos_seed, KINDS, duration, tmp_path / "report",
                            schedule)
     oks = [o for o in result.history.operations() if o.status == "ok"]

@@ -20,7 +20,8 @@ from tests.chaos.netns_chaos import failure_text
 pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.soak]
 
 KINDS = ("kill-leader", "kill-random", "kill-all", "pause-leader", "pause-random",
-         "partition-leader", "partition-random", "partition-bridge", "lose-unsynced-random")
+         "partition-leader", "partition-random", "partition-bridge", "lose-unsynced-random",
+         "slow-link-leader")
 
 
 def test_soak_mixed_faults(netns_root: None, chaos_seed: int, tmp_path: Path,

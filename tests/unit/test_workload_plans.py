@@ -179,9 +179,14 @@ def test_stale_node_goes_not_ready_then_pods_are_evicted_and_fenced() -> None:
     tolerant.spec.tolerations.add(key="node.kubernetes.io/unreachable", operator="Exists",
                                   effect="NoExecute", toleration_seconds=60)
     pods = [plain, stateful, tolerant, pod("ok", node_name="live", ready=True)]
+    fresh = plan_node_lifecycle(nodes, pods, {"dead": 5.9, "live": 0.5}, config)
+    assert not fresh.not_ready and not fresh.mark_not_ready
     early = plan_node_lifecycle(nodes, pods, {"dead": 6.5, "live": 0.5}, config)
     assert early.not_ready == ("dead",) and early.taint == ("dead",)
     assert not early.evict and not early.force_delete
+    # out of their Services at once (Kubernetes' MarkPodsNotReady), the live node's not
+    assert sorted(p.metadata.name for p in early.mark_not_ready) == ["db-0", "patient",
+                                                                     "web-1"]
     later = plan_node_lifecycle(nodes, pods, {"dead": 8.0, "live": 0.5}, config)
     assert [p.metadata.name for p in later.evict] == ["web-1"]
     assert [p.metadata.name for p in later.force_delete] == ["db-0"]  # 8 >= 6 + 1

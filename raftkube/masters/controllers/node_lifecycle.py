@@ -6,7 +6,8 @@ the moment it *observed* a renewal (a new leader counts every lease as renewed w
 term starts), so clock skew between machines cannot make it early.
 
 ```
- stale >= node_monitor_grace ─> Ready=Unknown, taint unreachable:NoExecute, NodeNotReady
+ stale >= node_monitor_grace ─> Ready=Unknown, taint unreachable:NoExecute, NodeNotReady;
+        its pods' Ready condition set False (the Services' endpoints drop them at once)
  stale >= grace + toleration ─> ordinary pods evicted (graceful delete: replaced at once)
  stale >= FENCING_TIMEOUT_SECONDS + fencing_margin ─> StatefulSet pods and every pod stuck
         in Terminating on that node are force-deleted (grace 0)
@@ -87,6 +88,7 @@ class NodeLifecyclePlan:
     untaint: tuple[str, ...] = ()
     evict: tuple[pod_pb2.Pod, ...] = ()
     force_delete: tuple[pod_pb2.Pod, ...] = ()
+    mark_not_ready: tuple[pod_pb2.Pod, ...] = ()
 
 
 def has_unreachable_taint(node: core_pb2.Node) -> bool:
@@ -129,7 +131,7 @@ def plan_node_lifecycle(nodes: Iterable[core_pb2.Node], pods: Iterable[pod_pb2.P
                 taint.append(name)
         elif has_unreachable_taint(node):
             untaint.append(name)
-    evict, force = [], []
+    evict, force, mark = [], [], []
     for pod in pods:
         node_name = pod.spec.node_name
         if not node_name:
@@ -141,6 +143,9 @@ def plan_node_lifecycle(nodes: Iterable[core_pb2.Node], pods: Iterable[pod_pb2.P
             continue
         if stale < grace:
             continue
+        ready = condition(pod.status.conditions, "Ready")
+        if ready is not None and ready.status == "True" and not pod.metadata.deletion_timestamp:
+            mark.append(pod)
         if stale >= config.force_after and (
                 pod.metadata.deletion_timestamp or is_stateful_pod(pod)):
             force.append(pod)
@@ -151,7 +156,7 @@ def plan_node_lifecycle(nodes: Iterable[core_pb2.Node], pods: Iterable[pod_pb2.P
         if tolerated is not None and stale >= grace + tolerated:
             evict.append(pod)
     return NodeLifecyclePlan(tuple(not_ready), tuple(taint), tuple(untaint), tuple(evict),
-                             tuple(force))
+                             tuple(force), tuple(mark))
 
 
 @dataclass
@@ -219,6 +224,12 @@ class NodeLifecycleController:
             if name in plan.taint:
                 fresh.spec.taints.add(key=UNREACHABLE_TAINT, effect="NoExecute", time_added=now)
             _quietly(lambda f=fresh: api.update(f))
+        for pod in plan.mark_not_ready:
+            fresh = copy_of(pod)
+            set_condition(fresh.status.conditions, "Ready", "False", now,
+                          reason="NodeNotReady", message="Node is not ready")
+            if _quietly(lambda f=fresh: api.update_status(f)):
+                self.context.record(pod, "Warning", "NodeNotReady", "Node is not ready")
         for pod in plan.evict:
             ns, pname = pod.metadata.namespace, pod.metadata.name
             if _quietly(lambda n=ns, p=pname, u=pod.metadata.uid: api.delete(

@@ -12,6 +12,10 @@ raises FaultError, which the nemesis records as a fault that failed to start.
     partition-random                       random minority vs majority
     partition-bridge                       two halves sharing one member
     lose-unsynced-random                   hooks.lose_unsynced(member), restart on heal
+    slow-link-leader                       the leader's link throttled (tc tbf: 512 kbit/s,
+                                           packets queue up to 200 ms, then drop)
+    membership-change                      hooks.add_member() (a new member joins the
+                                           running cluster), hooks.remove_member() on heal
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from raftkube.testing.chaos.nemesis import (
     FaultError,
     FaultFactory,
     Host,
+    LinkRateLimit,
     Partition,
     bridge,
     isolate,
@@ -45,6 +50,9 @@ class ClusterHooks:
     leader: the current leader's name, None when there is none.
     hosts: member -> Host (network namespace, addresses); partitions need it.
     lose_unsynced: crash a member and drop its unsynced writes (the store's hook).
+    add_member: grow the cluster by one member, returning its name (blocking until it
+        serves); remove_member: take that member out of the membership and stop it.
+    link_device: the network device of each host's link (slow-link faults).
     """
 
     members: Callable[[], Sequence[str]]
@@ -53,6 +61,9 @@ class ClusterHooks:
     leader: Callable[[], str | None]
     hosts: Mapping[str, Host] | None = None
     lose_unsynced: Callable[[str], object] | None = None
+    add_member: Callable[[], str] | None = None
+    remove_member: Callable[[str], object] | None = None
+    link_device: str = "eth0"
 
 
 def _leader(hooks: ClusterHooks) -> str:
@@ -107,6 +118,51 @@ class _MemberSignal(Fault):
                     continue
             return {"resumed": targets}
         return {"restarted": {t: repr(self._hooks.restart(t)) for t in targets}}
+
+
+class _SlowLeaderLink(Fault):
+    """Throttle the link of whichever member leads when the fault starts."""
+
+    name = "slow-link-leader"
+
+    def __init__(self, hooks: ClusterHooks) -> None:
+        self._hooks = hooks
+        self._link: LinkRateLimit | None = None
+
+    def start(self) -> dict[str, Any]:
+        assert self._hooks.hosts is not None
+        leader = _leader(self._hooks)
+        host = self._hooks.hosts[leader]
+        self._link = LinkRateLimit(self.name, host.netns, self._hooks.link_device,
+                                   rate_kbit=512, latency_ms=200)
+        return {"member": leader, **self._link.start()}
+
+    def stop(self) -> dict[str, Any]:
+        link, self._link = self._link, None
+        return link.stop() if link is not None else {}
+
+
+class _MembershipChange(Fault):
+    """A member joins while the cluster serves; on heal it is removed again."""
+
+    name = "membership-change"
+
+    def __init__(self, hooks: ClusterHooks) -> None:
+        self._hooks = hooks
+        self._added = ""
+
+    def start(self) -> dict[str, Any]:
+        assert self._hooks.add_member is not None
+        self._added = self._hooks.add_member()
+        return {"added": self._added}
+
+    def stop(self) -> dict[str, Any]:
+        added, self._added = self._added, ""
+        if not added:
+            return {}
+        assert self._hooks.remove_member is not None
+        self._hooks.remove_member(added)
+        return {"removed": added}
 
 
 class _LoseUnsynced(Fault):
@@ -165,9 +221,12 @@ def cluster_faults(hooks: ClusterHooks, kinds: Iterable[str] | None = None
             "partition-random", hosts, lambda: random_halves(members(), rng))
         out["partition-bridge"] = lambda rng: Partition(
             "partition-bridge", hosts, lambda: bridge(members(), rng))
+        out["slow-link-leader"] = lambda rng: _SlowLeaderLink(hooks)
     if hooks.lose_unsynced is not None:
         out["lose-unsynced-random"] = lambda rng: _LoseUnsynced(
             hooks, rng.choice(members()))
+    if hooks.add_member is not None and hooks.remove_member is not None:
+        out["membership-change"] = lambda rng: _MembershipChange(hooks)
     if kinds is None:
         return out
     wanted = list(kinds)

@@ -493,6 +493,18 @@ class PodWorker:
         return views
 
     # -- status ----------------------------------------------------------------------------
+    def _ready_overwritten(self, pod: pod_pb2.Pod, status: pod_pb2.PodStatus) -> bool:
+        """Someone else changed the pod's Ready condition after our last status write (the
+        masters mark the pods of a node that stopped renewing its Lease not ready): write
+        ours again, or a pod of an agent that was only cut off stays out of its Services."""
+        if int(pod.metadata.resource_version or 0) <= self._written_version:
+            return False
+
+        def ready(s: pod_pb2.PodStatus) -> str:
+            return next((c.status for c in s.conditions if c.type == "Ready"), "")
+
+        return ready(pod.status) != ready(status)
+
     def _report(self, pod: pod_pb2.Pod, facts, observed: Observed, plan: Plan) -> None:
         inputs = StatusInputs(
             pod=pod, facts=facts, observed=observed, waiting=plan.waiting,
@@ -501,7 +513,8 @@ class PodWorker:
             host_ip=self.deps.node_ip, start_time=self._start_time, now=now_rfc3339())
         status = pod_status(inputs)
         self._emit_backoff_events(pod, plan)
-        if self._reported is not None and not status_changed(self._reported, status):
+        if (self._reported is not None and not status_changed(self._reported, status)
+                and not self._ready_overwritten(pod, status)):
             return
         update = pod_pb2.Pod(api_version="v1", kind="Pod")
         update.metadata.name = pod.metadata.name
