@@ -3,7 +3,8 @@ real processes: the masters (kill, pause, restart; the leader found through each
 Admin LocalStatus) or the worker agents (the `raftkube worker` process only: its
 containers, its Podman service and its fencing watchdog run on, as when an agent crashes).
 
-`WorkerHostKill` takes a whole worker host down (agent, watchdog, containers, Podman).
+`WorkerHostKill` takes a whole worker host down (agent, watchdog, containers, Podman);
+`ControlPlaneCut` cuts a worker host off the masters only.
 Restart respawns the recorded command (`local_cluster.respawn`), so `raftkube down` still
 stops everything afterwards.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 from collections.abc import Callable
@@ -19,9 +21,14 @@ from typing import Any
 
 from raftkube import apierrors
 from raftkube.client import Client
-from raftkube.cluster.local_cluster import LocalClusterState, process_record, respawn
+from raftkube.cluster.local_cluster import (
+    API_PORT_BASE,
+    LocalClusterState,
+    process_record,
+    respawn,
+)
 from raftkube.testing.chaos.cluster_faults import ClusterHooks
-from raftkube.testing.chaos.nemesis import Fault
+from raftkube.testing.chaos.nemesis import Fault, run_in_netns
 from raftkube.workers.agent.fence_stamp import fence_dir, watchdog_pid
 from raftkube.workers.podman_setup import HostStoreConfig
 
@@ -56,11 +63,13 @@ def local_master_hooks(state: LocalClusterState, client: Client) -> ClusterHooks
                         restart=_restart(state), leader=leader)
 
 
-def local_agent_hooks(state: LocalClusterState) -> ClusterHooks:
-    """Hooks over the worker agents (members are the worker host names; no leader)."""
+def local_agent_hooks(state: LocalClusterState,
+                      members: Callable[[], list[str]] | None = None) -> ClusterHooks:
+    """Hooks over the worker agents (members: the worker host names, or those `members()`
+    names when the fault is chosen; no leader)."""
     assert state.hosts is not None
     workers = [h.name for h in state.hosts.hosts]
-    return ClusterHooks(members=lambda: list(workers), pid_of=_pid_of(state),
+    return ClusterHooks(members=members or (lambda: list(workers)), pid_of=_pid_of(state),
                         restart=_restart(state), leader=lambda: None)
 
 
@@ -111,3 +120,39 @@ class WorkerHostKill(Fault):
             return {}
         record = respawn(self._state, name)
         return {"restarted": name, "pid": record.pid}
+
+
+class ControlPlaneCut(Fault):
+    """Worker host `choose()` loses the masters: an nft table in its namespace drops its
+    packets to the masters' ports (API, node API, Raft), while the data plane between
+    hosts and from outside keeps working. Heal deletes the table."""
+
+    name = "partition-worker"
+
+    def __init__(self, state: LocalClusterState, choose: Callable[[], str]) -> None:
+        assert state.hosts is not None
+        self._state = state
+        self._choose = choose
+        self._table = f"raftkube_chaos_{secrets.token_hex(4)}"
+        self._netns = ""
+
+    def start(self) -> dict[str, Any]:
+        assert self._state.hosts is not None
+        name = self._choose()
+        host = next(h for h in self._state.hosts.hosts if h.name == name)
+        ports = sorted({API_PORT_BASE + 10 * i + k
+                        for i in range(len(self._state.masters)) for k in range(3)})
+        rules = (f"table inet {self._table} {{\n chain output {{\n"
+                 f"  type filter hook output priority 0;\n"
+                 f"  ip daddr {self._state.hosts.gateway} tcp dport {{ "
+                 f"{', '.join(map(str, ports))} }} drop\n }}\n}}\n")
+        run_in_netns(host.netns, ["nft", "-f", "-"], stdin=rules)
+        self._netns = host.netns
+        return {"host": name, "dropped ports": ports}
+
+    def stop(self) -> dict[str, Any]:
+        netns, self._netns = self._netns, ""
+        if not netns:
+            return {}
+        run_in_netns(netns, ["nft", "delete", "table", "inet", self._table], check=False)
+        return {"healed": netns}

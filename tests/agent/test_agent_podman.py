@@ -569,3 +569,30 @@ def test_a_pod_marked_not_ready_by_the_masters_is_reported_ready_again(
     # at once (0.1 s here): not at the next 10 s resync, as before the masters marked pods
     again = harness.wait_pod(created, ready, timeout=5, what="Ready again within 5 s")
     assert container_state(again, "main").restart_count == 0
+
+
+def test_a_node_marked_not_ready_is_reported_ready_once_its_lease_is_renewed_again(
+        harness: AgentHarness) -> None:
+    """After renewals were missed long enough for the masters to mark the Node NotReady
+    (Ready=Unknown), the first renewal that succeeds writes Node status at once, instead
+    of at the next nodeStatusInterval (60 s)."""
+    second = harness.start_agent("w2")
+    try:
+        node = harness.admin.nodes.get("w2")
+        for cond in node.status.conditions:
+            if cond.type == "Ready":
+                cond.status, cond.reason = "Unknown", "NodeStatusUnknown"
+        harness.admin.nodes.update_status(node)
+        second.heartbeat.last_renewal -= 10  # as if the renewals of 10 s had failed
+        marked_at = time.monotonic()
+        deadline = marked_at + 10
+        while time.monotonic() < deadline:
+            ready = next(c.status for c in harness.admin.nodes.get("w2").status.conditions
+                         if c.type == "Ready")
+            if ready == "True":
+                break
+            time.sleep(0.1)
+        assert ready == "True", "the agent did not put its Ready back"
+        print(f"Node Ready again {time.monotonic() - marked_at:.2f} s after the renewal")
+    finally:
+        harness.stop_agent("w2")

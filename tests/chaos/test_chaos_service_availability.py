@@ -6,8 +6,11 @@ seeded order:
     kill-leader   SIGKILL the Raft leader (a web pod is deleted meanwhile), restart it
     pause-leader  SIGSTOP the leader, SIGCONT
     kill-all      SIGKILL every master at once, restart them all
-    kill-agent    SIGKILL one worker's agent only (its containers run on), restart it
+    kill-agent    SIGKILL the agent of a node running web pods (its containers run on),
+                  restart it
     agent+leader  both at once: a leader election while an agent is down (overlapping)
+    partition-worker  one worker host cut off the masters (nft drop of their ports in its
+                  namespace) past eviction and fencing, data plane untouched, then healed
 then, last, a whole worker host dies (agent, watchdog, containers, Podman: the one running
 most web pods) and comes back once the Service is whole again without it.
 
@@ -53,6 +56,7 @@ from raftkube.testing.chaos.history import DefiniteFailure, History
 from raftkube.testing.chaos.nemesis import Fault, FaultError
 from raftkube.testing.chaos.report import write_report
 from raftkube.testing.local_cluster_hooks import (
+    ControlPlaneCut,
     WorkerHostKill,
     local_agent_hooks,
     local_master_hooks,
@@ -77,8 +81,10 @@ spec:
 """
 MAX_REQUESTS = 20_000
 MAX_WRITES = 5_000
-HOLD_SECONDS = {"kill-leader": 4.0, "pause-leader": 4.0, "kill-all": 4.0, "kill-agent": 1.0}
+HOLD_SECONDS = {"kill-leader": 4.0, "pause-leader": 4.0, "kill-all": 4.0, "kill-agent": 1.0,
+                "partition-worker": 12.0}
 CONVERGE_TIMEOUT = 120.0
+HEALED_BOUND = 30.0  # every step converges this soon after its faults heal
 MAX_FAILED_SHARE = 0.01
 MAX_GAP = 3.0
 HOST_RECOVERY_BOUND = 30.0
@@ -144,26 +150,42 @@ def _ready(pod: core_pb2.Pod) -> bool:
         c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
 
 
-def _converged(client: Client) -> bool:
+def _convergence_gaps(client: Client) -> list[str]:
+    """What keeps the cluster from its desired state (empty: converged)."""
     try:
         web = [p for p in client.pods.list(NAMESPACE, label_selector="app=web") if _ready(p)]
         kv = client.get("StatefulSet", "kv", NAMESPACE)
+        kv_pods = client.pods.list(NAMESPACE, label_selector="app=kv")
         endpoints = client.get("Endpoints", "web", NAMESPACE)
         nodes = client.nodes.list()
-    except apierrors.ApiError:
-        return False
+    except apierrors.ApiError as exc:
+        return [f"API: {type(exc).__name__}"]
+    gaps = []
+    if len(web) != 3:
+        gaps.append(f"{len(web)} ready web pods")
+    if kv.status.ready_replicas != kv.spec.replicas:
+        gaps.append(f"kv {kv.status.ready_replicas}/{kv.spec.replicas} ready: " + ", ".join(
+            f"{p.metadata.name}@{p.spec.node_name or '-'} {p.status.phase}"
+            f"{' ready' if _ready(p) else ''}" for p in kv_pods))
     addresses = sum(len(s.addresses) for s in endpoints.subsets)
-    nodes_ready = all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
-                      for n in nodes)
-    return (len(web) == 3 and kv.status.ready_replicas == kv.spec.replicas and addresses == 3
-            and nodes_ready)
+    if addresses != 3:
+        gaps.append(f"{addresses} web endpoints")
+    gaps += [f"node {n.metadata.name} not Ready" for n in nodes if not any(
+        c.type == "Ready" and c.status == "True" for c in n.status.conditions)]
+    return gaps
 
 
 def _wait_converged(client: Client, what: str) -> float:
-    started = time.monotonic()
-    while not _converged(client):
-        if time.monotonic() - started > CONVERGE_TIMEOUT:
-            raise AssertionError(f"not converged {CONVERGE_TIMEOUT:.0f} s after {what}")
+    """Seconds until converged after `what`; what is missing is printed every 10 s."""
+    started = last_report = time.monotonic()
+    while gaps := _convergence_gaps(client):
+        now = time.monotonic()
+        if now - started > CONVERGE_TIMEOUT:
+            raise AssertionError(f"not converged {CONVERGE_TIMEOUT:.0f} s after {what}: "
+                                 f"{'; '.join(gaps)}")
+        if now - last_report > 10:
+            print(f"  {now - started:.0f} s after {what}: {'; '.join(gaps)}", flush=True)
+            last_report = now
         time.sleep(0.5)
     return time.monotonic() - started
 
@@ -177,6 +199,11 @@ def _containers_on(client: Client, node: str) -> dict[str, tuple[str, int]]:
             status = pod.status.container_statuses[0]
             out[pod.metadata.uid] = (status.container_id, status.restart_count)
     return out
+
+
+def _nodes_with_web_pods(client: Client) -> list[str]:
+    return sorted({p.spec.node_name for p in client.pods.list(
+        NAMESPACE, label_selector="app=web") if _ready(p)})
 
 
 def _delete_a_web_pod(client: Client, rng: random.Random, deleted: list[str]) -> None:
@@ -334,7 +361,7 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
         pytest.skip("raftkube up needs root")
     rng = random.Random(chaos_seed)
     plan = [["kill-leader"], ["pause-leader"], ["kill-all"], ["kill-agent"],
-            ["kill-agent", "kill-leader"]]
+            ["kill-agent", "kill-leader"], ["partition-worker"]]
     rng.shuffle(plan)
     print(f"fault order: {plan}, then kill-worker-host", flush=True)
     with local_cluster(masters=3, workers=2) as config:
@@ -354,8 +381,13 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
             _wait_answering(prober.url)
             faults = {**cluster_faults(local_master_hooks(state, client),
                                        ["kill-leader", "pause-leader", "kill-all"]),
-                      "kill-agent": cluster_faults(local_agent_hooks(state),
-                                                   ["kill-random"])["kill-random"]}
+                      # an agent of a node running web pods (the check that they keep
+                      # their containers needs some)
+                      "kill-agent": cluster_faults(local_agent_hooks(
+                          state, lambda: _nodes_with_web_pods(client)),
+                          ["kill-random"])["kill-random"],
+                      "partition-worker": lambda rng: ControlPlaneCut(
+                          state, lambda: rng.choice([h.name for h in state.hosts.hosts]))}
             prober.start()
             writer.start()
             time.sleep(2.0)
@@ -401,6 +433,8 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
         client.close()
         writer_client.close()
     print("converged after: " + ", ".join(f"{k} {t:.1f}s" for k, t in converge_times))
+    slow = [(k, round(t, 1)) for k, t in converge_times if t > HEALED_BOUND]
+    assert not slow, f"converged later than {HEALED_BOUND:.0f} s after the heal: {slow}"
     assert not _processes_naming(str(config.state_dir)), (
         "raftkube down left processes of the cluster running (a killed worker's Podman "
         "service, a watchdog...)")

@@ -7,7 +7,9 @@
                       saw it commit after that: fencing counted from it, `since_renewal()`,
                       is never later than the masters' count); on_renewed(last_renewal)
         Node status: written when it changed (images, readiness...) or every
-           node_status_interval (heartbeat-light: the Lease is the liveness signal)
+           node_status_interval (heartbeat-light: the Lease is the liveness signal),
+           and at once when a renewal succeeds after one was missed (the masters may
+           have marked the Node NotReady meanwhile: our Ready must replace theirs)
 
 The lease client has short deadlines so that a cluster that cannot be reached shows as a
 growing `since_renewal()` quickly.
@@ -180,10 +182,12 @@ class NodeHeartbeat:
             self.on_renewed(self.last_renewal)
         return True
 
-    def maybe_update_status(self) -> None:
-        """Write Node status when it changed or when node_status_interval has passed."""
+    def maybe_update_status(self, force: bool = False) -> None:
+        """Write Node status when it changed, when node_status_interval has passed, or
+        when `force`d."""
         desired = self._desired()
-        due = self.clock() - self._last_status_at >= self.config.node_status_interval_seconds
+        due = force or (self.clock() - self._last_status_at
+                        >= self.config.node_status_interval_seconds)
         if self._last_status is not None and not due and not node_status_differs(
                 desired.status, self._last_status):
             return
@@ -208,13 +212,18 @@ class NodeHeartbeat:
             self._thread.join(10)
 
     def tick(self) -> None:
-        """One heartbeat: renew the Lease; every ~10 s (or when poked) check Node status."""
-        self.renew_lease()
+        """One heartbeat: renew the Lease; every ~10 s (or when poked) check Node status;
+        after a renewal that follows a missed one, write Node status at once."""
+        # long enough that the masters may have counted the node out (their grace is the
+        # fencing timeout by default); shorter hiccups write nothing extra
+        missed = self.since_renewal() > max(1.5 * self.config.lease_interval_seconds,
+                                            self.config.fencing_timeout_seconds / 2)
+        back = self.renew_lease() and missed
         status_every = max(1, int(10 / self.config.lease_interval_seconds))
-        if self._ticks % status_every == 0 or self._wake.is_set():
+        if self._ticks % status_every == 0 or self._wake.is_set() or back:
             self._wake.clear()
             try:
-                self.maybe_update_status()
+                self.maybe_update_status(force=back)
             except apierrors.ApiError as exc:
                 log.warning("node status update failed", error=str(exc))
         self._ticks += 1
