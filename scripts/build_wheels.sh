@@ -9,9 +9,16 @@
 #                Python 3.11), since dependency wheels such as grpcio are per-version
 #                (default /work/venv/bin/python if present, else python3)
 #
+# Also writes DIR/dependencies.txt: the file names of exactly the dependency wheels pip
+# installs with raftkube's wheel from DIR (resolved offline, one per line, sorted). It is the
+# dependency set's identity: deploy/vagrant/build_box.sh --wheels DIR bakes those wheels into
+# the box's venv and keys the box on this file; deploy/provision/install_raftkube.sh installs
+# only raftkube when the venv was baked from an identical file.
+#
 # Idempotent: older raftkube wheels in DIR are removed first, so DIR holds exactly one
-# raftkube wheel; dependency wheels already in DIR are reused by pip. Needs access to the
-# Python package index (or a pip cache holding every dependency) on the building machine.
+# raftkube wheel; dependency wheels already in DIR are reused by pip (stale ones may stay,
+# dependencies.txt names only those resolved). Needs access to the Python package index (or a
+# pip cache holding every dependency) on the building machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,5 +60,32 @@ tar --exclude=./.git --exclude=./.venv --exclude=./dist --exclude=./build \
 shopt -s nullglob
 built=("$out"/raftkube-*.whl)
 [ "${#built[@]}" -eq 1 ] || die "expected one raftkube wheel in $out, found ${#built[@]}"
+# The resolution pip would make in a guest (--no-index from DIR), as a JSON report.
+report="$src/install-report.json"
+"$python" -m pip --disable-pip-version-check install -q --dry-run --ignore-installed \
+    --no-index --find-links "$out" --report "$report" "${built[0]}" \
+  || die "the wheels in $out do not satisfy raftkube's dependencies"
+"$python" - "$report" "$(cd "$out" && pwd -P)" >"$out/dependencies.txt.partial" <<'PY' || die "could not read pip's report"
+import json
+import sys
+import urllib.parse
+from pathlib import PurePosixPath
+
+report = json.load(open(sys.argv[1]))
+out_dir = PurePosixPath(sys.argv[2])
+names = []
+for item in report["install"]:
+    if item["metadata"]["name"] == "raftkube":
+        continue
+    url = item["download_info"]["url"]
+    if not url.startswith("file://") or not url.endswith(".whl"):
+        sys.exit(f"dependency {item['metadata']['name']} does not resolve to a local wheel: {url}")
+    path = PurePosixPath(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+    if path.parent != out_dir:
+        sys.exit(f"dependency wheel {path} is not in {out_dir}: copy it there")
+    names.append(path.name)
+print("\n".join(sorted(names)))
+PY
+mv "$out/dependencies.txt.partial" "$out/dependencies.txt"
 count=$(find "$out" -maxdepth 1 -name '*.whl' | wc -l)
-echo "build_wheels: $count wheels in $out (raftkube: $(basename "${built[0]}")) in $(( $(date +%s) - t0 ))s"
+echo "build_wheels: $count wheels in $out (raftkube: $(basename "${built[0]}"); $(wc -l <"$out/dependencies.txt") dependencies in dependencies.txt) in $(( $(date +%s) - t0 ))s"

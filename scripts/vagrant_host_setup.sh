@@ -50,6 +50,31 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "host packages installed"
 fi
 
+# libvirt runs QEMU as libvirt-qemu, which Debian puts in the kvm group. Where /dev/kvm
+# belongs to another group (here a container maps it to gid 103, ssl-cert), libvirt finds on
+# every capability lookup that KVM "was enabled when probing but is not available now",
+# throws its cache away and probes QEMU again (about 4 s, dozens of times while Vagrant
+# defines and starts a domain: 2-2.5 min per `vagrant up` here). Giving libvirt-qemu the
+# device's group keeps the cache valid; guests still run under the accelerator the
+# Vagrantfile chooses. Only a libvirtd started after this sees the new group.
+kvm_group_fixed=0
+if [ -c /dev/kvm ] && id libvirt-qemu >/dev/null 2>&1; then
+  kvm_gid="$(stat -c %g /dev/kvm)"
+  if ! id -G libvirt-qemu | tr ' ' '\n' | grep -qx "$kvm_gid"; then
+    kvm_group="$(getent group "$kvm_gid" | cut -d: -f1)"
+    if [ -z "$kvm_group" ]; then
+      log "warning: /dev/kvm belongs to gid $kvm_gid, which has no name: libvirt will re-probe QEMU on every lookup"
+    elif [ "$check_only" -eq 0 ]; then
+      usermod -aG "$kvm_group" libvirt-qemu
+      kvm_group_fixed=1
+      log "added libvirt-qemu to group $kvm_group (owner of /dev/kvm) so libvirt's QEMU capability cache stays valid"
+    fi
+  fi
+fi
+if [ "$kvm_group_fixed" -eq 1 ] && pgrep -x libvirtd >/dev/null; then
+  log "warning: libvirtd was already running: it keeps re-probing QEMU (minutes per vagrant up) until restarted"
+fi
+
 # Start a libvirt daemon unless one already runs. pgrep -x matches the exact process name.
 start_daemon() {
   local name="$1"

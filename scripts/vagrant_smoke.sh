@@ -66,7 +66,9 @@ host_setup() {
   [ "$rc" -eq 0 ] || fail "scripts/vagrant_host_setup.sh exited $rc"
 }
 
-build_box() { bash deploy/vagrant/build_box.sh >"$work/build_box.log" 2>&1 || { tail -n 30 "$work/build_box.log"; fail "build_box.sh"; }; }
+# The box carries the dependency wheels of these wheels (the same box as the VM test's when
+# the dependencies are the same): build the wheels first.
+build_box() { bash deploy/vagrant/build_box.sh --wheels "$RAFTKUBE_WHEELS" >"$work/build_box.log" 2>&1 || { tail -n 30 "$work/build_box.log"; fail "build_box.sh"; }; }
 
 build_wheels() { bash scripts/build_wheels.sh --out "$RAFTKUBE_WHEELS" >/dev/null 2>"$work/wheels.log" || { tail -n 20 "$work/wheels.log"; fail "build_wheels.sh"; }; }
 
@@ -192,8 +194,8 @@ check_private_network() {
 }
 
 step "host setup" host_setup
-step "box (cached or built)" build_box
 step "wheels" build_wheels
+step "box (cached or built)" build_box
 step "raftkube init" make_cluster_dir
 step "vagrant up master-1 (boot + rsync + provision)" vagrant_up
 step "ssh login" ssh_login

@@ -14,6 +14,14 @@
 # (re)installed, so a rebuilt wheel of the same version replaces the old one. Exits non-zero
 # with a message naming the missing piece when DIR holds no raftkube wheel or a dependency
 # wheel is missing; nothing is downloaded.
+#
+# Fast path (the Vagrant box): when the venv holds raftkube-dependencies.txt (written by
+# deploy/vagrant/build_box.sh --wheels, which baked those dependency wheels into it) and that
+# file is identical to DIR/dependencies.txt (written by scripts/build_wheels.sh), the
+# dependencies are already installed: only raftkube's wheel is installed (--no-deps), without
+# byte-compiling it (--no-compile: a daemon compiles, on first import, only the modules it
+# uses, instead of pip compiling all of them under emulation). Otherwise dependencies come
+# from DIR.
 set -euo pipefail
 
 wheels=""
@@ -51,12 +59,22 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input -q)
-# Dependencies first (only what is missing), then raftkube itself, forced, so a rebuilt
-# wheel of an unchanged version is picked up.
-"${pip[@]}" install --no-index --find-links "$wheels" "${raftkube_wheels[0]}" \
-  || die "installing from $wheels failed (a dependency wheel is missing? rebuild with scripts/build_wheels.sh)"
-"${pip[@]}" install --no-index --no-deps --force-reinstall "${raftkube_wheels[0]}" \
-  || die "reinstalling ${raftkube_wheels[0]} failed"
+baked="$venv/raftkube-dependencies.txt"
+if [ -f "$baked" ] && [ -f "$wheels/dependencies.txt" ] && cmp -s "$baked" "$wheels/dependencies.txt"; then
+  echo "install_raftkube: dependencies already in $venv ($(wc -l <"$baked") wheels, as in $wheels/dependencies.txt)"
+  compile=(--no-compile)
+else
+  if [ -f "$baked" ]; then
+    echo "install_raftkube: $baked differs from $wheels/dependencies.txt (or that is missing): installing dependencies from $wheels"
+  fi
+  # Dependencies (only what is missing).
+  "${pip[@]}" install --no-index --find-links "$wheels" "${raftkube_wheels[0]}" \
+    || die "installing from $wheels failed (a dependency wheel is missing? rebuild with scripts/build_wheels.sh, and the box with deploy/vagrant/build_box.sh --wheels DIR)"
+  compile=()
+fi
+# raftkube itself, forced, so a rebuilt wheel of an unchanged version is picked up.
+"${pip[@]}" install --no-index --no-deps --force-reinstall "${compile[@]}" "${raftkube_wheels[0]}" \
+  || die "installing ${raftkube_wheels[0]} failed"
 
 "$venv/bin/raftkube" version >/dev/null || die "$venv/bin/raftkube does not run"
 

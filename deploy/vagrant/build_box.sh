@@ -5,9 +5,16 @@
 # aardvark-dns, iptables, nftables, dbus, busybox-static, systemd, kernel + extlinux), so
 # guests never install packages while running under slow software emulation.
 #
-# Usage: sudo bash deploy/vagrant/build_box.sh [--rebuild] [--no-add]
-#   --rebuild  build again even if the cached box file for this script version exists
-#   --no-add   build (or reuse) the box file but do not run `vagrant box add`
+# Usage: sudo bash deploy/vagrant/build_box.sh [--wheels DIR] [--rebuild] [--no-add]
+#   --wheels DIR  bake raftkube's Python dependencies into the box: a venv at
+#                 /opt/raftkube/venv (where deploy/provision/install_raftkube.sh --prefix
+#                 /opt/raftkube puts it) holding exactly the wheels DIR/dependencies.txt
+#                 names (written by scripts/build_wheels.sh --out DIR), and a copy of that
+#                 file as /opt/raftkube/venv/raftkube-dependencies.txt. Provisioning then
+#                 installs only raftkube's own wheel. Without it the box has no venv and
+#                 every guest installs the dependencies itself (minutes under emulation).
+#   --rebuild     build again even if the cached box file for this version exists
+#   --no-add      build (or reuse) the box file but do not run `vagrant box add`
 #
 # Environment:
 #   RAFTKUBE_BOX_CACHE     where box files are kept, outside the checkout
@@ -17,7 +24,8 @@
 #   RAFTKUBE_BOX_NAME      name given to `vagrant box add` (default raftkube/bookworm)
 #
 # Idempotent: the box file is named after a hash of this script (its package list and
-# every configuration step), so an unchanged script reuses the cached file and an edited one
+# every configuration step) and of DIR/dependencies.txt, so an unchanged script with the same
+# dependency wheels reuses the cached file, and an edited script or a changed dependency set
 # builds a new box. `vagrant box add` is skipped when the installed box carries the same
 # build id. Each step is logged with the wall-clock time it took. Prints the box file path
 # as the last line.
@@ -31,6 +39,8 @@ DISK_GIB=8
 PART_START_SECTOR=2048 # 1 MiB: room for the MBR and alignment
 ROOT_LABEL=raftkube-root
 DEB_CACHE="$(dirname "$CACHE_DIR")/debs"
+# The guest venv: install_raftkube.sh --prefix /opt/raftkube (the Vagrantfile's GUEST_BASE).
+GUEST_VENV=/opt/raftkube/venv
 
 # Installed with apt inside the image after debootstrap (no recommends). podman lists
 # crun|runc: naming runc selects it, as on the hosts (crun rejects cgroups v1 hybrid mode).
@@ -45,16 +55,26 @@ GUEST_PACKAGES=(
 
 rebuild=0
 add_box=1
-for arg in "$@"; do
-  case "$arg" in
-    --rebuild) rebuild=1 ;;
-    --no-add) add_box=0 ;;
-    *) echo "build_box.sh: unknown argument '$arg' (expected --rebuild, --no-add)" >&2; exit 2 ;;
+wheels=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rebuild) rebuild=1; shift ;;
+    --no-add) add_box=0; shift ;;
+    --wheels)
+      [ $# -ge 2 ] || { echo "build_box.sh: --wheels needs a directory" >&2; exit 2; }
+      wheels="$2"; shift 2 ;;
+    *) echo "build_box.sh: unknown argument '$1' (expected --wheels DIR, --rebuild, --no-add)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$wheels" ]; then
+  [ -f "$wheels/dependencies.txt" ] || { echo "build_box.sh: $wheels/dependencies.txt does not exist (run scripts/build_wheels.sh --out $wheels)" >&2; exit 2; }
+  wheels="$(cd "$wheels" && pwd)"
+fi
 
 script_path="$(readlink -f "$0")"
-build_id="$(sha256sum "$script_path" | cut -c1-12)"
+# The box's identity: this script and the dependency set baked into it (if any).
+build_id="$( { cat "$script_path"; [ -z "$wheels" ] || cat "$wheels/dependencies.txt"; } \
+  | sha256sum | cut -c1-12)"
 box_file="$CACHE_DIR/raftkube-bookworm-$build_id.box"
 build_started=$(date +%s)
 
@@ -127,12 +147,13 @@ make_disk() {
   local size=$(( DISK_GIB * 1024 * 1024 * 1024 - offset ))
   LOOP="$(losetup --find --show --offset "$offset" --sizelimit "$size" "$WORK/disk.raw")"
   # extlinux cannot read ext4 with the 64bit feature; 8 GiB does not need it.
-  mkfs.ext4 -q -L "$ROOT_LABEL" -O ^64bit "$LOOP"
+  # Inode tables and journal are zeroed now, at host speed (lazy_*_init=0), so no guest
+  # spends its first minutes zeroing them in the background (ext4lazyinit) under
+  # emulation; qemu-img convert stores zeroed blocks as nothing, so the box stays small.
+  mkfs.ext4 -q -L "$ROOT_LABEL" -O ^64bit -E lazy_itable_init=0,lazy_journal_init=0 "$LOOP"
   MNT="$WORK/root"
   mkdir -p "$MNT"
-  # noinit_itable: the kernel does not zero the inode tables now (the guest does it on
-  # first boot), so those blocks stay sparse and the box stays small.
-  mount -o noinit_itable "$LOOP" "$MNT"
+  mount "$LOOP" "$MNT"
 }
 
 run_debootstrap() {
@@ -176,6 +197,30 @@ EOF
   fi
 }
 
+bake_python_dependencies() {
+  # Exactly the wheels dependencies.txt names, without resolving (--no-deps), then pip check
+  # proves they satisfy each other. Byte-compiled here, at host speed.
+  local stage=/tmp/raftkube-wheels name
+  local in_image=() # the wheels' paths as seen inside the chroot
+  mkdir -p "$MNT$stage"
+  while IFS= read -r name; do
+    [ -n "$name" ] || continue
+    [ -f "$wheels/$name" ] || die "$wheels/dependencies.txt names $name, which is not in $wheels"
+    cp "$wheels/$name" "$MNT$stage/"
+    in_image+=("$stage/$name")
+  done <"$wheels/dependencies.txt"
+  [ "${#in_image[@]}" -gt 0 ] || die "$wheels/dependencies.txt names no wheel"
+  in_chroot python3 -m venv "$GUEST_VENV" || die "python3 -m venv $GUEST_VENV failed in the image"
+  in_chroot "$GUEST_VENV/bin/python" -m pip --disable-pip-version-check --no-input -q install \
+    --no-cache-dir --no-index --no-deps "${in_image[@]}" >"$WORK/pip.log" 2>&1 \
+    || { tail -n 30 "$WORK/pip.log" >&2; die "pip install of the dependency wheels failed in the image"; }
+  in_chroot "$GUEST_VENV/bin/python" -m pip --disable-pip-version-check check >&2 \
+    || die "the dependency wheels in $wheels/dependencies.txt do not satisfy each other"
+  cp "$wheels/dependencies.txt" "$MNT$GUEST_VENV/raftkube-dependencies.txt"
+  rm -rf "${MNT:?}$stage"
+  log "baked $(wc -l <"$wheels/dependencies.txt") dependency wheels into $GUEST_VENV"
+}
+
 configure_system() {
   local uuid
   uuid="$(blkid -s UUID -o value "$LOOP")"
@@ -188,13 +233,16 @@ EOF
   printf 'UUID=%s / ext4 errors=remount-ro 0 1\n' "$uuid" >"$MNT/etc/fstab"
 
   # eth0 is Vagrant's management network (DHCP); Vagrant appends the private network.
+  # allow-hotplug (Debian's installer default), not auto: eth0 comes up when udev sees it,
+  # and networking.service no longer waits for every udev event first (ifupdown-pre's
+  # `udevadm settle`: 19 s of a 61 s boot under emulation).
   cat >"$MNT/etc/network/interfaces" <<'EOF'
 source /etc/network/interfaces.d/*
 
 auto lo
 iface lo inet loopback
 
-auto eth0
+allow-hotplug eth0
 iface eth0 inet dhcp
 EOF
   : >"$MNT/etc/resolv.conf"
@@ -211,7 +259,10 @@ EOF
     >"$MNT/etc/sudoers.d/vagrant"
   chmod 440 "$MNT/etc/sudoers.d/vagrant"
   in_chroot visudo -c -q -f /etc/sudoers.d/vagrant || die "sudoers file for vagrant is invalid"
-  printf 'UseDNS no\nPasswordAuthentication no\n' >"$MNT/etc/ssh/sshd_config.d/raftkube.conf"
+  # Ed25519 and ECDSA host keys only: generating an RSA key took most of the 14 s the
+  # first-boot key unit took under emulation.
+  printf 'UseDNS no\nPasswordAuthentication no\nHostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n' \
+    >"$MNT/etc/ssh/sshd_config.d/raftkube.conf"
 
   # Every VM made from this box gets its own SSH host keys and machine-id on first boot.
   rm -f "$MNT"/etc/ssh/ssh_host_*
@@ -223,7 +274,8 @@ ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key
 
 [Install]
 WantedBy=multi-user.target
@@ -249,11 +301,15 @@ EOF
   # Serial console for `virsh console` when something goes wrong at boot.
   in_chroot systemctl enable serial-getty@ttyS0.service >/dev/null 2>&1
   # Periodic jobs would compete with raftkube for a slow emulated CPU at random times (and
-  # apt's would reach the network): nodes are updated by rebuilding the box.
-  local timer
-  for timer in apt-daily.timer apt-daily-upgrade.timer podman-auto-update.timer \
-               e2scrub_all.timer fstrim.timer; do
-    in_chroot systemctl mask "$timer" >/dev/null 2>&1 || die "systemctl mask $timer failed"
+  # apt's would reach the network): nodes are updated by rebuilding the box. Boot-time
+  # units of no use on a node take the one emulated CPU while it boots: podman's
+  # auto-update and restart services (13 s and 5 s; raftkube's agent restarts containers
+  # itself, they run with restart policy "no") and loading modules for graphics and EFI.
+  local unit
+  for unit in apt-daily.timer apt-daily-upgrade.timer podman-auto-update.timer \
+              e2scrub_all.timer fstrim.timer podman-auto-update.service \
+              podman-restart.service modprobe@drm.service modprobe@efi_pstore.service; do
+    in_chroot systemctl mask "$unit" >/dev/null 2>&1 || die "systemctl mask $unit failed"
   done
 }
 
@@ -266,6 +322,8 @@ install_bootloader() {
   local uuid
   uuid="$(blkid -s UUID -o value "$LOOP")"
   mkdir -p "$MNT/boot/extlinux"
+  # quiet: only errors reach the emulated serial console, whose every byte costs time while
+  # the kernel boots; `virsh console` still shows the errors and the login prompt.
   cat >"$MNT/boot/extlinux/extlinux.conf" <<EOF
 DEFAULT raftkube
 PROMPT 0
@@ -273,7 +331,7 @@ TIMEOUT 1
 LABEL raftkube
   LINUX /vmlinuz
   INITRD /initrd.img
-  APPEND root=UUID=$uuid ro net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200
+  APPEND root=UUID=$uuid ro quiet net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200
 EOF
   extlinux --install "$MNT/boot/extlinux" >/dev/null 2>&1 || die "extlinux --install failed"
   dd if=/usr/lib/syslinux/mbr/mbr.bin of="$WORK/disk.raw" bs=440 count=1 conv=notrunc \
@@ -347,6 +405,9 @@ main() {
     step "partition and format an ${DISK_GIB} GiB MBR disk" make_disk
     step "debootstrap --variant=minbase $SUITE" run_debootstrap
     step "install node packages" install_packages
+    if [ -n "$wheels" ]; then
+      step "bake Python dependencies into $GUEST_VENV" bake_python_dependencies
+    fi
     step "configure users, ssh, network, first boot" configure_system
     step "install extlinux with net.ifnames=0" install_bootloader
     step "clean and trim the filesystem" finish_filesystem

@@ -4,8 +4,15 @@ NodePort Service reached from this host over the private network, then the VMs d
 
 Runs only with RAFTKUBE_VAGRANT_E2E=1 (it takes minutes and boots VMs) and only where
 libvirt can start VMs (scripts/vagrant_host_setup.sh decides; exit code 3 = cannot). The box
-is cached outside the checkout by deploy/vagrant/build_box.sh, so only the first run builds
-it. Set RAFTKUBE_VAGRANT_MASTERS=3 to run the same test with three masters.
+is cached outside the checkout by deploy/vagrant/build_box.sh, keyed on the script and on the
+dependency wheels baked into it, so only the first run (or one after a dependency change)
+builds it. Set RAFTKUBE_VAGRANT_MASTERS=3 to run the same test with three masters, and
+RAFTKUBE_VAGRANT_SERIAL=1 to bring the VMs up one after the other (`--no-parallel`).
+
+The VMs are named with their own prefix (VM_PREFIX); leftovers of an earlier killed run are
+removed before and everything is removed after, however the test ends
+(scripts/vagrant_cleanup.sh after `vagrant destroy`). Runs of this test on one machine take
+turns (a lock file): they would share the private network's addresses.
 
 Interfaces this test drives (the steps a user follows, README.md in deploy/vagrant/):
   raftkube init --dir DIR --master NAME=ADDRESS... --worker NAME...
@@ -17,10 +24,12 @@ Interfaces this test drives (the steps a user follows, README.md in deploy/vagra
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,12 +40,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VAGRANT_DIR = REPO / "deploy" / "vagrant"
 SUBNET = "192.168.57"
+VM_PREFIX = "raftkube-e2e-"
+LOCK_FILE = Path("/run/lock/raftkube-vagrant-e2e.lock")
 NODE_PORT = 30080
 PAGE = "raftkube-vagrant-ok"
 # Guests are emulated (about 6x slower than the host): generous waits.
 UNITS_ACTIVE_TIMEOUT = 600.0
 PODS_RUNNING_TIMEOUT = 900.0
 NODE_PORT_TIMEOUT = 300.0
+POLL_INTERVAL = 2.0
 
 MANIFEST = f"""\
 apiVersion: apps/v1
@@ -104,6 +116,38 @@ def _run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 
     return result
 
 
+def _run_logged(cmd: list[str], *, env: dict[str, str], timeout: float) -> None:
+    """Runs cmd, printing each output line as it comes with the time, so a run's log shows
+    how long each step of `vagrant up` took. Killed after timeout seconds; raises on a
+    non-zero exit with the last lines."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    tail: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            # Vagrant redraws its upload progress many times a second.
+            if "Progress: " not in line:
+                _log(f"  | {line}")
+            tail = [*tail[-60:], line]
+        proc.wait()
+    finally:
+        killer.cancel()
+    _log(f"{' '.join(cmd[:3])} ... rc={proc.returncode} in {time.monotonic() - started:.0f}s")
+    if proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n" + "\n".join(tail))
+
+
+def _cleanup_leftovers() -> None:
+    """Every libvirt domain named VM_PREFIX*, then the raftkube networks if unused."""
+    _run(["bash", str(REPO / "scripts" / "vagrant_cleanup.sh"), "--prefix", VM_PREFIX],
+         timeout=600, check=False)
+
+
 def _raftkube_command(name: str) -> list[str]:
     """The raftkube/raftkubectl CLI of this checkout, run with this interpreter."""
     module = {"raftkube": "raftkube.cli.raftkube_main",
@@ -135,12 +179,25 @@ def nodes() -> list[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def cluster(host_ready, nodes, tmp_path_factory) -> Iterator[dict[str, object]]:
-    """Box, wheels, credentials, then `vagrant up`; `vagrant destroy` however it ends."""
+    """Wheels, box, credentials, then `vagrant up`; `vagrant destroy` and
+    scripts/vagrant_cleanup.sh however it ends."""
     work = tmp_path_factory.mktemp("vagrant-e2e")
-    _run(["bash", str(VAGRANT_DIR / "build_box.sh")], timeout=3600)
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("w") as lock:
+        _log(f"waiting for {LOCK_FILE} (another run of this test on this machine?)")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _cluster_locked(nodes, work)
+
+
+def _cluster_locked(nodes: list[tuple[str, str, str]],
+                    work: Path) -> Iterator[dict[str, object]]:
+    _cleanup_leftovers()
     wheels = work / "wheels"
     _run(["bash", str(REPO / "scripts" / "build_wheels.sh"), "--out", str(wheels)],
          timeout=1800)
+    # The box carries every dependency wheel pre-installed: provisioning installs only
+    # raftkube's own wheel.
+    _run(["bash", str(VAGRANT_DIR / "build_box.sh"), "--wheels", str(wheels)], timeout=3600)
 
     cluster_dir = work / "cluster"
     init = [*_raftkube_command("raftkube"), "init", "--dir", str(cluster_dir)]
@@ -162,28 +219,40 @@ def cluster(host_ready, nodes, tmp_path_factory) -> Iterator[dict[str, object]]:
         "RAFTKUBE_SUBNET": SUBNET,
         "RAFTKUBE_WHEELS": str(wheels),
         "RAFTKUBE_CLUSTER_DIR": str(cluster_dir),
+        "RAFTKUBE_VM_PREFIX": VM_PREFIX,
     }
+    up = ["vagrant", "up"]
+    if os.environ.get("RAFTKUBE_VAGRANT_SERIAL") == "1":
+        up.append("--no-parallel")
     try:
-        _run(["vagrant", "up", "--no-parallel"], env=env, timeout=5400)
-        yield {"env": env, "admin_config": admin_config, "nodes": nodes}
+        _run_logged(up, env=env, timeout=5400)
+        ssh_config = work / "ssh-config"
+        ssh_config.write_text(_run(["vagrant", "ssh-config"], env=env, timeout=300).stdout)
+        yield {"env": env, "admin_config": admin_config, "nodes": nodes,
+               "ssh_config": ssh_config}
     finally:
         _run(["vagrant", "destroy", "-f"], env=env, timeout=1200, check=False)
+        _cleanup_leftovers()
 
 
 def _ssh(cluster: dict[str, object], machine: str, command: str,
          check: bool = True) -> subprocess.CompletedProcess[str]:
-    return _run(["vagrant", "ssh", machine, "-c", command], env=cluster["env"], timeout=300,
+    """command on machine over plain ssh with Vagrant's ssh-config (a `vagrant ssh` costs
+    several seconds of Vagrant start-up on the host each time)."""
+    return _run(["ssh", "-F", str(cluster["ssh_config"]), machine, command], timeout=300,
                 check=check)
 
 
 def _wait(what: str, timeout: float, probe) -> object:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     last: object = None
     while time.monotonic() < deadline:
         ok, last = probe()
         if ok:
+            _log(f"{what}: after {time.monotonic() - started:.0f}s")
             return last
-        time.sleep(5)
+        time.sleep(POLL_INTERVAL)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last}")
 
 
@@ -192,12 +261,12 @@ def test_units_start_and_a_nodeport_service_answers_from_the_host(cluster):
         unit = f"raftkube-{role}.service"
 
         def unit_active(name=name, unit=unit):
-            result = _ssh(cluster, name, f"systemctl is-active {unit}", check=False)
-            return result.stdout.strip() == "active", result.stdout.strip()
+            result = _ssh(cluster, name,
+                          f"systemctl is-active {unit}; systemctl is-enabled {unit}",
+                          check=False)
+            return result.stdout.split() == ["active", "enabled"], result.stdout.strip()
 
-        _wait(f"{unit} active on {name}", UNITS_ACTIVE_TIMEOUT, unit_active)
-        enabled = _ssh(cluster, name, f"systemctl is-enabled {unit}")
-        assert enabled.stdout.strip() == "enabled"
+        _wait(f"{unit} active and enabled on {name}", UNITS_ACTIVE_TIMEOUT, unit_active)
 
     kubectl_env = _cli_env({"RAFTKUBECONFIG": str(cluster["admin_config"])})
     manifest = Path(cluster["env"]["VAGRANT_DOTFILE_PATH"]).parent / "web.yaml"

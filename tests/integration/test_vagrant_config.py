@@ -268,6 +268,23 @@ def test_software_emulation_unless_kvm_is_forced(tmp_path):
     assert "cpu_model" not in forced_kvm
 
 
+def test_build_box_needs_the_dependency_list_of_the_wheel_directory(tmp_path):
+    result = subprocess.run(["bash", str(VAGRANT_DIR / "build_box.sh"), "--wheels",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 2
+    assert f"{tmp_path}/dependencies.txt does not exist" in result.stderr
+
+
+def test_cleanup_refuses_a_prefix_that_could_match_every_domain():
+    script = REPO / "scripts" / "vagrant_cleanup.sh"
+    for args in ([], ["--prefix", "r"], ["--prefix"]):
+        result = subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "vagrant_cleanup: " in result.stderr
+
+
 def test_build_box_rejects_unknown_arguments():
     result = subprocess.run(["bash", str(VAGRANT_DIR / "build_box.sh"), "--fast"],
                             capture_output=True, text=True, timeout=60, check=False)

@@ -363,6 +363,11 @@ def test_wheels_install_offline_into_a_fresh_virtualenv(tmp_path):
     assert built.returncode == 0, built.stderr
     names = {p.name.split("-")[0].lower() for p in wheels.glob("*.whl")}
     assert {"raftkube", "grpcio", "pysyncobj", "protobuf", "cryptography"} <= names
+    # dependencies.txt: exactly the dependency wheels pip resolves, each present in DIR.
+    listed = (wheels / "dependencies.txt").read_text().split()
+    assert listed == sorted(listed)
+    assert all((wheels / name).is_file() for name in listed)
+    assert {n.split("-")[0].lower() for n in listed} == names - {"raftkube"}
 
     prefix = tmp_path / "opt"
     bin_dir = tmp_path / "bin"
@@ -379,3 +384,21 @@ def test_wheels_install_offline_into_a_fresh_virtualenv(tmp_path):
     again = _run("install_raftkube.sh", "--wheels", str(wheels), "--prefix", str(prefix),
                  "--bin-dir", str(bin_dir), "--python", "python3", env=env, timeout=600)
     assert again.returncode == 0, again.stderr
+    assert "dependencies already in" not in again.stdout
+
+    # A venv baked from the same dependencies.txt (what build_box.sh --wheels leaves in the
+    # box): only raftkube's wheel is installed.
+    baked = prefix / "venv" / "raftkube-dependencies.txt"
+    shutil.copy(wheels / "dependencies.txt", baked)
+    fast = _run("install_raftkube.sh", "--wheels", str(wheels), "--prefix", str(prefix),
+                "--bin-dir", str(bin_dir), "--python", "python3", env=env, timeout=600)
+    assert fast.returncode == 0, fast.stderr
+    assert "dependencies already in" in fast.stdout
+    assert subprocess.run([str(bin_dir / "raftkube"), "version"], check=False).returncode == 0
+
+    # Baked from another dependency set: the dependencies come from the wheel directory.
+    baked.write_text("grpcio-0.0.1-py3-none-any.whl\n")
+    stale = _run("install_raftkube.sh", "--wheels", str(wheels), "--prefix", str(prefix),
+                 "--bin-dir", str(bin_dir), "--python", "python3", env=env, timeout=600)
+    assert stale.returncode == 0, stale.stderr
+    assert "differs from" in stale.stdout
