@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: install (idempotent), lint, generated-code check, tests, then the
 # real-VM end-to-end test (tests/integration/test_vagrant_cluster.py: 1 master + 1 worker
-# Vagrant VM under libvirt, about 8 minutes with the box cached) wherever libvirt can start
+# Vagrant VM under libvirt, about 5 minutes with the box cached) wherever libvirt can start
 # VMs. Elsewhere that test is skipped with the reason printed.
 #
 # Usage: bash scripts/test.sh [pytest args...]
