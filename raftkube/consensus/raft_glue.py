@@ -20,6 +20,7 @@ What this adds to pysyncobj 0.3.17 (configured, subclassed or wrapped, not forke
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -40,7 +41,7 @@ from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import TCPNode
 
 from raftkube.consensus.config import StoreConfig
-from raftkube.consensus.journal import DurableJournal, fsync_dir
+from raftkube.consensus.journal import DurableJournal, fsync_dir, write_file_durably
 from raftkube.consensus.snapshot_file import (
     SNAPSHOT_FILE,
     Snapshot,
@@ -111,17 +112,40 @@ def membership_change(command: bytes) -> tuple[str, str] | None:
     return request[0], request[1]
 
 
+BOOTSTRAP_FILE = "raft.bootstrap"
+"""The members a replica's log starts from (JSON list), recorded when it first starts."""
+
+
+def bootstrap_members(config: StoreConfig, has_log: bool) -> list[str]:
+    """The members this replica's log starts from. Frozen once the replica has a log: the
+    configured members are recorded (durably) while it has none and read back afterwards,
+    so a master listed in the cluster file before it joined (`credentials add-master`,
+    then `join --control-plane`) is never counted by a replica that restarts meanwhile.
+    Before the first log entry the configuration still wins (a wrong address can be
+    fixed by editing it)."""
+    path = os.path.join(config.data_dir, BOOTSTRAP_FILE)
+    if has_log and os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            return sorted(json.load(fh))
+    members = sorted(config.all_members)
+    os.makedirs(config.data_dir, exist_ok=True)
+    write_file_durably(path, json.dumps(members).encode())
+    return members
+
+
 def effective_members(config: StoreConfig, journal: DurableJournal) -> list[str]:
     """Membership a restarting replica must use: the snapshot's members (or the bootstrap
-    config when there is none) updated by every membership entry in the journal."""
+    members when there is none) updated by every membership entry in the journal."""
     snap_path = os.path.join(config.data_dir, SNAPSHOT_FILE)
-    members = set(config.all_members)
+    entries = list(journal)
     snap_index = 0
     if os.path.exists(snap_path):
         snap = read_snapshot(snap_path)
         members = set(snap.members)
         snap_index = snap.index
-    for command, index, _term in list(journal):
+    else:
+        members = set(bootstrap_members(config, bool(entries)))
+    for command, index, _term in entries:
         if index <= snap_index:
             continue
         change = membership_change(command)

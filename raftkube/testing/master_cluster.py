@@ -146,7 +146,10 @@ class MasterCluster:
         while time.monotonic() < deadline:
             member = self.members[index]
             if not member.alive:
-                raise RuntimeError(f"master {member.name} exited:\n{self.log_tail(index)}")
+                code = member.process.returncode if member.process is not None else None
+                how = "was never started" if member.process is None else f"exited ({code})"
+                raise RuntimeError(f"master {member.name} {how}; {member.log_path}:\n"
+                                   f"{self.log_tail(index)}")
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:

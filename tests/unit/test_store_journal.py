@@ -116,3 +116,28 @@ def test_config_errors_name_the_field(tmp_path) -> None:
                           cluster_secret=str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match="cannot read"):
         missing.secret_bytes()
+
+
+def test_membership_of_a_restarted_replica_ignores_members_configured_after_its_first_log(
+        tmp_path) -> None:
+    """A master listed in the cluster file before it joined (credentials add-master, then
+    join --control-plane) must not be counted by a replica restarted meanwhile: its
+    bootstrap membership is the one it first logged with (found by the chaos suite: a
+    restarted 3-master cluster counted a fourth that never started)."""
+    from raftkube.consensus.raft_glue import effective_members
+
+    def config(*peers: str) -> StoreConfig:
+        return StoreConfig(raft_address="10.0.0.1:7000", data_dir=str(tmp_path),
+                           peers=list(peers), cluster_secret=b"s" * 32)
+
+    three = ("10.0.0.2:7000", "10.0.0.3:7000")
+    journal = DurableJournal(str(tmp_path))
+    # before any log entry the configuration wins (a wrong address can still be fixed)
+    assert effective_members(config("10.0.0.9:7000"), journal) == [
+        "10.0.0.1:7000", "10.0.0.9:7000"]
+    assert effective_members(config(*three), journal) == ["10.0.0.1:7000", *three]
+    journal.add(b"\x01", 1, 1)
+    journal.sync()
+    later = config(*three, "10.0.0.4:7000")  # m4 added to the cluster file, not joined
+    assert effective_members(later, journal) == ["10.0.0.1:7000", *three]
+    journal._destroy()
