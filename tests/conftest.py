@@ -10,9 +10,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long chaos soak tests")
     parser.addoption("--chaos-seed", type=int, default=None,
                      help="seed of the chaos tests (default: a random one, printed)")
-    parser.addoption("--chaos-rounds", type=int, default=5,
+    parser.addoption("--chaos-rounds", "--rounds", type=int, default=5,
                      help="rounds of the chaos soak tests")
-    parser.addoption("--chaos-duration", type=float, default=30.0,
+    parser.addoption("--chaos-duration", "--duration", type=float, default=30.0,
                      help="seconds of faults per chaos soak round")
 
 

@@ -26,6 +26,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +41,9 @@ from raftkube.testing.chaos.checkers import (
     wait_converged,
 )
 from raftkube.testing.chaos.cluster_faults import cluster_faults
+from raftkube.testing.chaos.history import History
 from raftkube.testing.chaos.nemesis import Fault, FaultError
+from raftkube.testing.chaos.report import write_report
 from raftkube.testing.hollow_agents import HollowFleet, HollowFleetConfig
 from raftkube.testing.master_cluster import MasterCluster
 from raftkube.testing.master_hooks import master_cluster_hooks
@@ -208,24 +211,30 @@ def disturb(client: Client, rng: random.Random, timeout: float = 30.0) -> list[s
     return deleted
 
 
-def _start(fault: Fault) -> None:
-    """Start `fault`, retrying a FaultError (e.g. no leader right after the last fault)."""
+def _start(fault: Fault, history: History) -> int:
+    """Start `fault`, retrying a FaultError (e.g. no leader right after the last fault);
+    returns its id on the history's timeline."""
     for attempt in range(20):
         try:
-            print(f"  start {fault.name}: {fault.start()}", flush=True)
-            return
+            detail = fault.start()
+            print(f"  start {fault.name}: {detail}", flush=True)
+            return history.fault_start(fault.name, detail)
         except FaultError as exc:
             if attempt == 19:
                 raise
             print(f"  {fault.name} not started yet: {exc}", flush=True)
             time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
-def _heal(fault: Fault) -> None:
-    print(f"  heal {fault.name}: {fault.stop()}", flush=True)
+def _heal(fault: Fault, history: History, fault_id: int) -> None:
+    detail = fault.stop()
+    history.fault_stop(fault_id, detail)
+    print(f"  heal {fault.name}: {detail}", flush=True)
 
 
-def master_fault(fault: Fault, client: Client, rng: random.Random) -> None:
+def master_fault(fault: Fault, client: Client, rng: random.Random, history: History
+                 ) -> None:
     """Hold `fault` exactly MASTER_FAULT_SECONDS while `disturb` runs beside it (it may
     outlast the fault: the SDK waits for a master), then heal and wait for `disturb`."""
     deleted: list[str] = []
@@ -237,23 +246,23 @@ def master_fault(fault: Fault, client: Client, rng: random.Random) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    _start(fault)
+    fault_id = _start(fault, history)
     thread = threading.Thread(target=run, name="disturb", daemon=True)
     try:
         thread.start()
         time.sleep(MASTER_FAULT_SECONDS)
     finally:
-        _heal(fault)
+        _heal(fault, history, fault_id)
     thread.join(60)
     assert not thread.is_alive() and not errors, errors
     print(f"  deleted during {fault.name}: {deleted}", flush=True)
 
 
-def host_fault(fault: HostKill, client: Client, observer: OrdinalObserver
-               ) -> ConvergenceResult:
+def host_fault(fault: HostKill, client: Client, observer: OrdinalObserver,
+               history: History) -> ConvergenceResult:
     """Kill a worker host, wait for the failover while it is down (at least
     HOST_DOWN_SECONDS down in all), heal; returns the failover's convergence."""
-    _start(fault)
+    fault_id = _start(fault, history)
     started = time.monotonic()
     try:
         failover = wait_converged(converged(client, observer),
@@ -262,16 +271,18 @@ def host_fault(fault: HostKill, client: Client, observer: OrdinalObserver
         print(f"  {failover.summary()}", flush=True)
         time.sleep(max(0.0, started + HOST_DOWN_SECONDS - time.monotonic()))
     finally:
-        _heal(fault)
+        _heal(fault, history, fault_id)
     return failover
 
 
-def test_workloads_converge_and_ordinals_never_run_twice(chaos_seed: int) -> None:
+def test_workloads_converge_and_ordinals_never_run_twice(chaos_seed: int, tmp_path: Path
+                                                        ) -> None:
     rng = random.Random(chaos_seed)
     kinds = ["kill-worker-host", "kill-leader", "pause-leader"]
     rng.shuffle(kinds)
     print(f"fault order: {kinds}")
     results: list[ConvergenceResult] = []
+    history = History()  # the fault timeline of the report
     with MasterCluster(3) as cluster:
         masters = cluster_faults(master_cluster_hooks(cluster), ["kill-leader", "pause-leader"])
         fleet = HollowFleet(HollowFleetConfig(
@@ -294,11 +305,12 @@ def test_workloads_converge_and_ordinals_never_run_twice(chaos_seed: int) -> Non
             print(f"ordinals on nodes: {placement}", flush=True)
             for kind in kinds:
                 if kind == "kill-worker-host":
-                    failover = host_fault(HostKill(fleet, observer, rng), client, observer)
+                    failover = host_fault(HostKill(fleet, observer, rng), client, observer,
+                                          history)
                     assert failover.valid, failover.summary()
                     results.append(failover)
                 else:
-                    master_fault(masters[kind](rng), client, rng)
+                    master_fault(masters[kind](rng), client, rng, history)
                 result = wait_converged(converged(client, observer), CONVERGE_TIMEOUT,
                                         what=f"after {kind} healed")
                 print(result.summary(), flush=True)
@@ -311,6 +323,9 @@ def test_workloads_converge_and_ordinals_never_run_twice(chaos_seed: int) -> Non
     ordinals = check_ordinal_uniqueness(intervals)
     print(ordinals.summary())
     print("convergence: " + ", ".join(f"{r.what} {r.elapsed:.1f}s" for r in results))
+    paths = write_report(tmp_path / "report", history, [*results, ordinals], chaos_seed,
+                         meta={"faults": kinds}, name="convergence")
+    print(f"report: {paths.json}, {paths.text}, {paths.png}")
     assert all(r.valid for r in results), "\n".join(r.summary() for r in results)
     assert ordinals.valid, ordinals.summary()
     moved = sorted({o.ordinal for o in intervals if o.stop is not None})

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.netns]
 THREE = ("partition-leader", "partition-random", "partition-bridge", "kill-all",
          "kill-leader", "pause-leader", "slow-link-leader")
 FIVE = ("partition-random", "partition-bridge", "kill-leader", "partition-leader",
-        "lose-unsynced-random")
+        "lose-unsynced-random", "kill-random")
 
 
 @pytest.mark.parametrize(("masters", "kinds"), [

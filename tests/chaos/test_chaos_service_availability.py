@@ -1,5 +1,5 @@
 """A Service keeps answering, and nothing acknowledged is lost, while the control plane and
-the worker agents fail: a real `raftkube up` cluster (3 master processes, 2 worker hosts in
+the worker agents fail: a real `raftkube up` cluster (3 master processes, 3 worker hosts in
 network namespaces with their own Podman and nftables), the demo app, and faults in a
 seeded order:
 
@@ -364,7 +364,7 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
             ["kill-agent", "kill-leader"], ["partition-worker"]]
     rng.shuffle(plan)
     print(f"fault order: {plan}, then kill-worker-host", flush=True)
-    with local_cluster(masters=3, workers=2) as config:
+    with local_cluster(masters=3, workers=3) as config:
         deploy_demo(config, timeout=300, progress=lambda _m: None)
         state = LocalClusterState.load(config.state_dir)
         assert state is not None and state.hosts is not None
