@@ -334,7 +334,7 @@ def down(state_dir: Path, progress: Callable[[str], None] = print) -> bool:
             stop_watchdog(fence_dir(state_dir / "hosts" / host.name / "agent"))
         for host in state.hosts.hosts:
             _remove_host_containers(state_dir / "hosts" / host.name / "podman", host.netns)
-            _stop_processes_using(state_dir / "hosts" / host.name / "podman")
+            stop_processes_using(state_dir / "hosts" / host.name / "podman")
         destroy_hosts(state.hosts)
         progress(f"removed {len(state.hosts.hosts)} worker hosts")
     if state.client_config and Path(state.client_config).exists():
@@ -345,19 +345,22 @@ def down(state_dir: Path, progress: Callable[[str], None] = print) -> bool:
     return True
 
 
-def _stop_processes_using(host_dir: Path) -> None:
+def stop_processes_using(host_dir: Path) -> list[int]:
     """SIGKILL every process whose command line names `host_dir` (a worker's Podman
     service outlives the worker that started it when that worker was killed, and a new
-    worker reuses it without owning it)."""
+    worker reuses it without owning it); returns their pids."""
     needle = str(host_dir).encode()
+    killed = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             if needle in (entry / "cmdline").read_bytes():
                 os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
         except (OSError, ProcessLookupError):
             continue
+    return killed
 
 
 def _remove_host_containers(host_dir: Path, netns: str) -> None:

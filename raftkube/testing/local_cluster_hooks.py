@@ -26,6 +26,7 @@ from raftkube.cluster.local_cluster import (
     LocalClusterState,
     process_record,
     respawn,
+    stop_processes_using,
 )
 from raftkube.testing.chaos.cluster_faults import ClusterHooks
 from raftkube.testing.chaos.nemesis import Fault, run_in_netns
@@ -106,13 +107,9 @@ class WorkerHostKill(Fault):
                      ["kill", "--all", "--signal", "KILL"]):
             subprocess.run(["nsenter", netns, "podman", *args], env=env, capture_output=True,
                            timeout=60, check=False)
-        service = subprocess.run(["pgrep", "-f", f"system service .*{store.socket_path}"],
-                                 capture_output=True, text=True, check=False).stdout.split()
-        for pid in map(int, service):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        service = stop_processes_using(store.host_dir)  # its Podman service (and conmons)
         self._target = name
-        return {"host": name, "pids": pids + [int(p) for p in service]}
+        return {"host": name, "pids": pids + service}
 
     def stop(self) -> dict[str, Any]:
         name, self._target = self._target, ""
