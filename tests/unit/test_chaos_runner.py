@@ -127,8 +127,11 @@ def test_store_losing_acknowledged_writes_is_caught(tmp_path: Path) -> None:
     [result] = run(lambda: RegisterWorkload(store.get, store.put, store.cas),
                    faults_for(store), [linearizability_checker(time_limit=60)],
                    # No op cap: on a fast machine 4000 ops finished before the fault at
-                   # 0.6 s, leaving nothing to observe the loss (a flaky pass).
-                   config(tmp_path, schedule=schedule, max_ops=None), announce=lambda _: None)
+                   # 0.6 s, leaving nothing to observe the loss (a flaky pass). 3 s: on a
+                   # loaded machine 1.5 s left too few reads after the loss (failed twice
+                   # in whole-suite runs next to other load).
+                   config(tmp_path, schedule=schedule, max_ops=None, duration=3.0),
+                   announce=lambda _: None)
     assert result.verdict == "invalid"
     failure = result.results[0].failures[0]
     assert failure.culprit.f in ("get", "cas")
