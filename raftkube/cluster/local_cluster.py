@@ -345,21 +345,30 @@ def down(state_dir: Path, progress: Callable[[str], None] = print) -> bool:
     return True
 
 
-def stop_processes_using(host_dir: Path) -> list[int]:
-    """SIGKILL every process whose command line names `host_dir` (a worker's Podman
-    service outlives the worker that started it when that worker was killed, and a new
-    worker reuses it without owning it); returns their pids."""
-    needle = str(host_dir).encode()
-    killed = []
+def processes_naming(text: str) -> list[int]:
+    """Pids of the processes (other than this one) whose command line contains `text`."""
+    needle = text.encode()
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             if needle in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-        except (OSError, ProcessLookupError):
+                found.append(int(entry.name))
+        except OSError:
             continue
+    return found
+
+
+def stop_processes_using(host_dir: Path) -> list[int]:
+    """SIGKILL every process whose command line names `host_dir` (a worker's Podman
+    service outlives the worker that started it when that worker was killed, and a new
+    worker reuses it without owning it); returns their pids."""
+    killed = []
+    for pid in processes_naming(str(host_dir)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
     return killed
 
 

@@ -43,7 +43,7 @@ from raftkube import apierrors
 from raftkube.api.v1 import core_pb2
 from raftkube.client import Client
 from raftkube.cluster.demo import deploy_demo
-from raftkube.cluster.local_cluster import LocalClusterState
+from raftkube.cluster.local_cluster import LocalClusterState, processes_naming
 from raftkube.objects.manifests import load_text
 from raftkube.testing.chaos.checkers import (
     check_divergence,
@@ -341,20 +341,6 @@ def _kill_host(state: LocalClusterState, client: Client, node: str, history: His
     return died, whole
 
 
-def _processes_naming(text: str) -> list[str]:
-    """Command lines of the processes that mention `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(f"{entry.name}: {cmdline[:160]}")
-    return found
-
-
 def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_fail(
         chaos_seed: int, tmp_path: Path) -> None:
     if os.geteuid() != 0:
@@ -435,9 +421,6 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
     print("converged after: " + ", ".join(f"{k} {t:.1f}s" for k, t in converge_times))
     slow = [(k, round(t, 1)) for k, t in converge_times if t > HEALED_BOUND]
     assert not slow, f"converged later than {HEALED_BOUND:.0f} s after the heal: {slow}"
-    assert not _processes_naming(str(config.state_dir)), (
-        "raftkube down left processes of the cluster running (a killed worker's Podman "
-        "service, a watchdog...)")
     assert before.requests > 200, before.summary()
     assert before.valid, before.summary()
     assert after.valid, after.summary()
@@ -445,6 +428,6 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
     assert written.valid, written.summary()
     assert written.acknowledged > 50, "the writer got writes through"
     assert divergence.valid, divergence.summary()
-    assert not _processes_naming(str(config.state_dir)), (
+    assert not processes_naming(str(config.state_dir)), (
         "raftkube down left processes of the cluster running (a killed worker's Podman "
         "service, a watchdog...)")
