@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftkube.security.principal import Principal
@@ -57,9 +57,13 @@ class AuditEvent:
     code: str
 
     def to_json(self) -> str:
-        d = asdict(self)
-        d["groups"] = list(self.groups)
-        return json.dumps(d, sort_keys=False, separators=(",", ":"))
+        # fields spelled out: dataclasses.asdict deep-copies every value and was most of
+        # the cost of auditing a batch of 100 pod creates
+        return json.dumps({"time": self.time, "user": self.user, "groups": list(self.groups),
+                           "verb": self.verb, "kind": self.kind, "namespace": self.namespace,
+                           "name": self.name, "subresource": self.subresource,
+                           "decision": self.decision, "reason": self.reason,
+                           "code": self.code}, separators=(",", ":"))
 
 
 def make_event(principal: Principal, verb: str, kind: str, namespace: str | None,
