@@ -78,8 +78,15 @@ def test_objects_of_a_deleted_namespace_go_then_the_namespace() -> None:
 
 
 class _Cache:
+    """The part of ObjectCache the collector's on_change reads (a unit-test double)."""
+
     def __init__(self) -> None:
         self.items: dict = {}
+
+    def put(self, kind: str, obj) -> tuple[str, str, str]:
+        key = (kind, obj.metadata.namespace, obj.metadata.name)
+        self.items[key] = obj
+        return key
 
     def get(self, kind, namespace, name):
         return self.items.get((kind, namespace, name))
@@ -112,3 +119,66 @@ def test_only_changes_the_plan_reads_wake_the_collector() -> None:
     assert change(pod("p", "u-p", deleting=True))  # owner references changed
     assert change(pod("p", "u-p", deleting=True, finalizers=["x"]))
     assert change(None)  # gone
+
+
+def _collector():
+    from raftkube.masters.controllers.garbage_collector import GarbageCollector
+    from raftkube.masters.controllers.manager import ControllerContext
+
+    cache = _Cache()
+    return cache, GarbageCollector(ControllerContext(api=None, cache=cache, term=1))
+
+
+def test_a_pod_appearing_under_a_live_owner_wakes_no_pass() -> None:
+    cache, gc = _collector()
+    gc.on_change(*cache.put("Namespace", ns("web", "u-ns")))
+    gc.on_change(*cache.put("ReplicaSet", rs("a", "u-rs", namespace="web")))
+    gc._dirty.clear()
+    gc.on_change(*cache.put("Pod", pod("a-1", "u-p1", namespace="web",
+                                       owners=[("ReplicaSet", "a", "u-rs")])))
+    assert not gc._dirty.is_set()
+    gc.on_change(*cache.put("Pod", pod("lonely", "u-p2", namespace="default")))
+    assert not gc._dirty.is_set()
+
+
+def test_appearances_that_may_need_collection_wake_a_pass() -> None:
+    cache, gc = _collector()
+    gc.on_change(*cache.put("Namespace", ns("web", "u-ns")))
+    gc.on_change(*cache.put("ReplicaSet", rs("a", "u-rs", namespace="web")))
+    gc.on_change(*cache.put("ReplicaSet", rs("old", "u-old", namespace="web", deleting=True,
+                                             finalizers=["foregroundDeletion"])))
+    cases = {
+        "owner never seen": pod("p1", "u1", namespace="web",
+                                owners=[("ReplicaSet", "gone", "u-gone")]),
+        "owner being deleted": pod("p2", "u2", namespace="web",
+                                   owners=[("ReplicaSet", "old", "u-old")]),
+        "namespace never seen": pod("p3", "u3", namespace="nowhere",
+                                    owners=[("ReplicaSet", "a", "u-rs")]),
+        "itself being deleted": pod("p4", "u4", namespace="web", deleting=True,
+                                    owners=[("ReplicaSet", "a", "u-rs")]),
+    }
+    for what, obj in cases.items():
+        gc._dirty.clear()
+        gc.on_change(*cache.put("Pod", obj))
+        assert gc._dirty.is_set(), what
+
+
+def test_an_owner_or_namespace_going_wakes_a_pass_and_is_no_longer_live() -> None:
+    cache, gc = _collector()
+    gc.on_change(*cache.put("Namespace", ns("web", "u-ns")))
+    key = cache.put("ReplicaSet", rs("a", "u-rs", namespace="web"))
+    gc.on_change(*key)
+    gc._dirty.clear()
+    del cache.items[key]
+    gc.on_change(*key)
+    assert gc._dirty.is_set()
+    gc._dirty.clear()
+    gc.on_change(*cache.put("Pod", pod("a-1", "u-p1", namespace="web",
+                                       owners=[("ReplicaSet", "a", "u-rs")])))
+    assert gc._dirty.is_set(), "a pod of the deleted owner must be collected"
+    gc._dirty.clear()
+    gc.on_change(*cache.put("Namespace", ns("web", "u-ns", deleting=True)))
+    assert gc._dirty.is_set()
+    gc._dirty.clear()
+    gc.on_change(*cache.put("Pod", pod("late", "u-late", namespace="web")))
+    assert gc._dirty.is_set(), "an object created in a namespace being deleted"
