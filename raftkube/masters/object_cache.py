@@ -14,7 +14,8 @@ Contract:
   key is reported again, so level-triggered consumers converge.
 - `wait_synced` returns once every kind has been listed.
 - `list_controlled(kind, namespace, uid)` answers from an index by controller owner
-  reference kept with the items (same view as `list`, without scanning the namespace).
+  reference kept with the items (same view as `list`, without scanning the namespace);
+  `list_on_node(name)` and `nodes_with_pods()` from an index of pods by node.
 """
 
 from __future__ import annotations
@@ -48,28 +49,42 @@ def owner_key(obj: Message) -> OwnerKey:
     return obj.metadata.namespace, controller_uid(obj)  # type: ignore[attr-defined]
 
 
-class _OwnerIndex:
-    """Objects of one kind grouped by (namespace, controller uid). Not thread-safe: the
-    cache mutates and reads it under its lock."""
+GroupKey = tuple[str, str]
 
-    def __init__(self, items: dict[Key, Message]) -> None:
-        self._groups: dict[OwnerKey, dict[Key, Message]] = {}
+
+def node_key(obj: Message) -> GroupKey:
+    """Pods grouped by the node they are bound to ("" = not bound)."""
+    return "", obj.spec.node_name  # type: ignore[attr-defined]
+
+
+class _GroupIndex:
+    """Objects of one kind grouped by `group_of(obj)`. Not thread-safe: the cache mutates
+    and reads it under its lock."""
+
+    def __init__(self, items: dict[Key, Message],
+                 group_of: Callable[[Message], GroupKey]) -> None:
+        self._group_of = group_of
+        self._groups: dict[GroupKey, dict[Key, Message]] = {}
         for key, obj in items.items():
             self.put(key, None, obj)
 
     def put(self, key: Key, old: Message | None, new: Message | None) -> None:
         """Move `key` from `old`'s group (if any) to `new`'s (None: removed)."""
         if old is not None:
-            group = self._groups.get(owner_key(old))
+            old_group = self._group_of(old)
+            group = self._groups.get(old_group)
             if group is not None:
                 group.pop(key, None)
                 if not group:
-                    del self._groups[owner_key(old)]
+                    del self._groups[old_group]
         if new is not None:
-            self._groups.setdefault(owner_key(new), {})[key] = new
+            self._groups.setdefault(self._group_of(new), {})[key] = new
 
-    def get(self, namespace: str, uid: str) -> list[Message]:
-        return list(self._groups.get((namespace, uid), {}).values())
+    def get(self, group: GroupKey) -> list[Message]:
+        return list(self._groups.get(group, {}).values())
+
+    def groups(self) -> list[GroupKey]:
+        return list(self._groups)
 
 
 class ObjectCache:
@@ -79,7 +94,9 @@ class ObjectCache:
         self._objects = objects
         self._infos = {k: by_kind(k) for k in kinds}
         self._items: dict[str, dict[Key, Message]] = {k: {} for k in self._infos}
-        self._owners: dict[str, _OwnerIndex] = {k: _OwnerIndex({}) for k in self._infos}
+        self._owners: dict[str, _GroupIndex] = {
+            k: _GroupIndex({}, owner_key) for k in self._infos}
+        self._pods_by_node = _GroupIndex({}, node_key)
         self._revision: dict[str, int] = dict.fromkeys(self._infos, 0)
         self._synced = {k: threading.Event() for k in self._infos}
         self._lock = threading.RLock()
@@ -125,7 +142,17 @@ class ObjectCache:
         """Objects of `namespace` whose controller owner reference has `uid` ("" = the
         objects without a controller reference); O(result), not O(namespace)."""
         with self._lock:
-            return self._owners[kind].get(namespace, uid)
+            return self._owners[kind].get((namespace, uid))
+
+    def list_on_node(self, node_name: str) -> list[Message]:
+        """The cached pods bound to `node_name`; O(result). Needs "Pod" among the kinds."""
+        with self._lock:
+            return self._pods_by_node.get(("", node_name))
+
+    def nodes_with_pods(self) -> list[str]:
+        """Names of the nodes that have at least one cached pod bound to them."""
+        with self._lock:
+            return [name for _, name in self._pods_by_node.groups() if name]
 
     def revision(self, kind: str) -> int:
         with self._lock:
@@ -156,7 +183,9 @@ class ObjectCache:
         with self._lock:
             old = self._items[kind]
             self._items[kind] = fresh
-            self._owners[kind] = _OwnerIndex(fresh)
+            self._owners[kind] = _GroupIndex(fresh, owner_key)
+            if kind == "Pod":
+                self._pods_by_node = _GroupIndex(fresh, node_key)
             self._revision[kind] = revision
         self._synced[kind].set()
         for key in set(old) | set(fresh):
@@ -169,9 +198,11 @@ class ObjectCache:
                 old = items.get(key)
                 if event.type == "DELETED":
                     items.pop(key, None)
-                    self._owners[kind].put(key, old, None)
+                    obj = None
                 else:
                     items[key] = obj
-                    self._owners[kind].put(key, old, obj)
+                self._owners[kind].put(key, old, obj)
+                if kind == "Pod":
+                    self._pods_by_node.put(key, old, obj)
                 self._revision[kind] = event.revision
             self._notify(kind, key)
