@@ -11,16 +11,18 @@ Pure part, `plan_replica_set(rs, pods, now)`:
   minReadySeconds), observedGeneration.
 
 The loop creates pods in batches, one transaction each (slow start 1, 2, 4, ... like
-Kubernetes), and waits for the cache to show its own creations and deletions before
-deciding again (expectations).
+Kubernetes, then `CREATE_PARALLEL` full batches at a time), and waits for the cache to
+show its own creations and deletions before deciding again (expectations).
 """
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 import threading
 import time
 from collections.abc import Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from raftkube import apierrors
@@ -41,6 +43,7 @@ from raftkube.objects.selectors import selector_from_proto
 
 MAX_CREATES_PER_SYNC = 2000
 CREATE_BATCH = 100  # pods per transaction (a compare and a put each; the store takes 256)
+CREATE_PARALLEL = 4  # transactions in flight per sync once slow start reached CREATE_BATCH
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -263,24 +266,42 @@ class ReplicaSetController(KeyedController):
     def _create(self, key: Hashable, rs: apps_pb2.ReplicaSet, count: int) -> None:
         """Create `count` pods in waves of 1, 2, 4, ... up to `CREATE_BATCH` pods, each wave
         one store transaction (a wave that fails stops the rest: a broken template costs
-        one failed write, not hundreds)."""
+        one failed write, not hundreds). After the slow start, the rest go in waves of
+        `CREATE_BATCH`, `CREATE_PARALLEL` transactions at a time (the Raft log commits
+        them together); the first failing group stops the rest."""
         created = 0
         wave = 1
-        api = self.context.api
-        while created < count:
-            size = min(wave, count - created, CREATE_BATCH)
-            pods = [pod_from_template(rs, f"{rs.metadata.name}-{random_suffix()}")
-                    for _ in range(size)]
-            names = [p.metadata.name for p in pods]
-            self.expectations.expect(key, creates=names)
-            try:
-                api.create_many(pods)
-            except apierrors.ApiError as e:
-                for name in names:
-                    self.expectations.forget(key, name)
-                self.context.record(rs, "Warning", "FailedCreate", f"Error creating: {e}")
-                raise
-            for name in names:
-                self.context.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}")
+        while created < count and wave <= CREATE_BATCH:
+            size = min(wave, count - created)
+            self._create_wave(key, rs, size)
             created += size
             wave *= 2
+        sizes = [min(CREATE_BATCH, count - start) for start in range(created, count,
+                                                                         CREATE_BATCH)]
+        if not sizes:
+            return
+        with ThreadPoolExecutor(CREATE_PARALLEL, thread_name_prefix="replicaset-create") as pool:
+            for start in range(0, len(sizes), CREATE_PARALLEL):
+                group = [pool.submit(contextvars.copy_context().run, self._create_wave,
+                                     key, rs, size)
+                         for size in sizes[start: start + CREATE_PARALLEL]]
+                errors = [f.exception() for f in group]
+                failed = next((e for e in errors if e is not None), None)
+                if failed is not None:
+                    raise failed
+
+    def _create_wave(self, key: Hashable, rs: apps_pb2.ReplicaSet, size: int) -> None:
+        """One transaction creating `size` pods (expected before, forgotten on failure)."""
+        pods = [pod_from_template(rs, f"{rs.metadata.name}-{random_suffix()}")
+                for _ in range(size)]
+        names = [p.metadata.name for p in pods]
+        self.expectations.expect(key, creates=names)
+        try:
+            self.context.api.create_many(pods)
+        except apierrors.ApiError as e:
+            for name in names:
+                self.expectations.forget(key, name)
+            self.context.record(rs, "Warning", "FailedCreate", f"Error creating: {e}")
+            raise
+        for name in names:
+            self.context.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}")
