@@ -5,14 +5,18 @@ written in batches (one Raft transaction per `bind_chunk` pods through ObjectApi
  pod change ─> index: pending keys, bound (node, requests) ─> dirty when a pod is
                pending or resources were freed
  cycle: pending pods (oldest first, minus assumed and backing-off ones)
-        node states = cache nodes + index + assumed pods ─> plan = schedule(...)
+        node states = PlacedPods.states(cache nodes): bound + assumed pods, rebuilt only
+                      for nodes that changed ─> plan = schedule(...)
         bind_pods(chunk) ── Conflict ──> split the chunk, bind the halves
         failures ─> PodScheduled=False (Unschedulable) + FailedScheduling event
 ```
 
-Chunks of one cycle are bound by up to 4 concurrent transactions (the Raft log batches
-them). Assumed pods: a pod just bound is counted on its node until the cache shows the
-binding (or `assume_seconds` pass), so the next cycle never double-books a node. An unschedulable
+Chunks are bound in the background by up to 4 concurrent transactions (the Raft log
+batches them; at most `BINDS_IN_FLIGHT` chunks wait), so the next cycle decides while the
+last one's bindings commit, as Kubernetes' scheduler binds asynchronously. Assumed pods: a
+pod is counted on its chosen node from the moment it is decided until the cache shows the
+binding (or `assume_seconds` pass, or the binding fails), so no cycle double-books a node
+or decides a pod twice. An unschedulable
 pod is retried when a node, volume or claim changes, a pod goes away, or after
 `retry_unschedulable_seconds`.
 """
@@ -31,11 +35,10 @@ from raftkube.api.v1 import pod_pb2
 from raftkube.logging_config import get_logger
 from raftkube.masters.controllers.manager import ControllerContext
 from raftkube.masters.controllers.objects_util import TERMINAL_PHASES, condition, copy_of
+from raftkube.masters.controllers.placed_pods import PlacedPods
 from raftkube.masters.controllers.scheduling import (
-    NodeStateMemo,
     PodNeeds,
     SchedulerConfig,
-    build_node_states,
     pod_needs,
     schedule,
 )
@@ -44,6 +47,7 @@ from raftkube.masters.object_api import rfc3339_now, set_condition
 log = get_logger(__name__)
 
 PodKey = tuple[str, str]
+BINDS_IN_FLIGHT = 8  # bind transactions submitted and not finished; a cycle waits beyond
 
 
 @dataclass
@@ -61,10 +65,12 @@ class Scheduler:
     _start: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: set[PodKey] = field(default_factory=set)
-    _node_memo: NodeStateMemo = field(default_factory=dict)
+    _placed: PlacedPods = field(default_factory=PlacedPods)
     _bound: dict[PodKey, tuple[str, PodNeeds]] = field(default_factory=dict)
     _binders: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="scheduler-bind"))
+    _in_flight: threading.Semaphore = field(
+        default_factory=lambda: threading.Semaphore(BINDS_IN_FLIGHT))
     bound_total: int = 0
 
     def on_change(self, kind: str, namespace: str, name: str) -> None:
@@ -76,18 +82,26 @@ class Scheduler:
                 if pod is None or pod.status.phase in TERMINAL_PHASES or (
                         not pod.spec.node_name and pod.metadata.deletion_timestamp):
                     self._pending.discard(key)
+                    self._assumed.pop(key, None)
+                    self._placed.remove(key)
                     if self._bound.pop(key, None) is not None or pod is None:
                         self._epoch += 1  # resources were freed
                         self._dirty.set()
                     return
                 if pod.spec.node_name:
+                    node = pod.spec.node_name
                     self._pending.discard(key)
-                    self._assumed.pop(key, None)
+                    assumed = self._assumed.pop(key, None)
                     known = self._bound.get(key)
-                    if known is None or known[0] != pod.spec.node_name:
-                        self._bound[key] = (pod.spec.node_name, pod_needs(pod, {}, {}))
+                    if known is None or known[0] != node:
+                        needs = pod_needs(pod, {}, {})
+                        self._bound[key] = (node, needs)
+                        # counted already when this scheduler placed it there
+                        self._placed.place(key, node, needs,
+                                           counted=assumed is not None and assumed[0] == node)
                     return
-                self._bound.pop(key, None)
+                if self._bound.pop(key, None) is not None:
+                    self._placed.remove(key)
                 self._pending.add(key)
             self._dirty.set()
         elif kind in ("Node", "PersistentVolume", "PersistentVolumeClaim"):
@@ -118,10 +132,10 @@ class Scheduler:
         now = time.monotonic()
         with self._lock:
             pending_keys = list(self._pending)
-            placed = list(self._bound.values())
             for key in [k for k, a in self._assumed.items() if now - a[1] >= self.assume_seconds]:
                 self._assumed.pop(key)
-            placed += [(node, needs) for node, _, needs in self._assumed.values()]
+                if key not in self._bound:
+                    self._placed.remove(key)
             assumed = set(self._assumed)
         pending: list[pod_pb2.Pod] = []
         for key in pending_keys:
@@ -144,29 +158,53 @@ class Scheduler:
         claims = {(c.metadata.namespace, c.metadata.name): c
                   for c in cache.list("PersistentVolumeClaim")}
         volumes = {v.metadata.name: v for v in cache.list("PersistentVolume")}
-        nodes = build_node_states(cache.list("Node"), placed, self._node_memo)
+        nodes = self._placed.states(cache.list("Node"))
         by_key = {(p.metadata.namespace, p.metadata.name): p for p in batch}
         needs = {(p.metadata.namespace, p.metadata.name): pod_needs(p, claims, volumes)
                  for p in batch}
         plan = schedule(list(needs.values()), nodes, self.config, self._start)
         self._start += len(batch) * max(1, self.config.nodes_to_score)
         epoch = self._epoch
-        chunks = [plan.bindings[start: start + self.config.bind_chunk]
-                  for start in range(0, len(plan.bindings), self.config.bind_chunk)]
-        futures = [self._binders.submit(contextvars.copy_context().run, self._bind,
-                                        [(by_key[(ns, name)], node, needs[(ns, name)])
-                                         for ns, name, node in chunk])
-                   for chunk in chunks]
-        for future in futures:
-            future.result()
+        assumed_at = time.monotonic()
+        with self._lock:
+            for ns, name, node in plan.bindings:
+                self._assumed[(ns, name)] = (node, assumed_at, needs[(ns, name)])
+                self._placed.place((ns, name), node, needs[(ns, name)], counted=True)
+        for start in range(0, len(plan.bindings), self.config.bind_chunk):
+            chunk = [(by_key[(ns, name)], node, needs[(ns, name)])
+                     for ns, name, node in plan.bindings[start: start + self.config.bind_chunk]]
+            self._in_flight.acquire()  # at most BINDS_IN_FLIGHT chunks; the next cycle waits
+            self._binders.submit(contextvars.copy_context().run, self._bind_in_background,
+                                 chunk)
         for key, message in plan.failures.items():
             self._unschedulable[key] = (epoch, time.monotonic(), message)
             self._report_unschedulable(by_key[key], message)
         return len(pending) > len(batch)
 
+    def _bind_in_background(self, chunk: list[tuple[pod_pb2.Pod, str, PodNeeds]]) -> None:
+        """A binder thread's job: bind `chunk`; when that fails, the pods are no longer
+        assumed and the next cycle decides about them again."""
+        try:
+            self._bind(chunk)
+        except apierrors.ApiError as e:
+            log.warning("binding failed", pods=len(chunk), error=str(e))
+            self._forget([pod for pod, _, _ in chunk])
+        finally:
+            self._in_flight.release()
+
+    def _forget(self, pods: list[pod_pb2.Pod]) -> None:
+        with self._lock:
+            for pod in pods:
+                key = (pod.metadata.namespace, pod.metadata.name)
+                self._assumed.pop(key, None)
+                if key not in self._bound:
+                    self._placed.remove(key)
+        self._dirty.set()
+
     def _bind(self, chunk: list[tuple[pod_pb2.Pod, str, PodNeeds]]) -> None:
         """Bind all of `chunk` in one transaction; on a conflict bind the halves apart so
-        one changed pod does not hold back the others."""
+        one changed pod does not hold back the others (a pod that cannot be bound is
+        forgotten: the cache shows why, and the next cycle decides again)."""
         if not chunk:
             return
         try:
@@ -176,17 +214,14 @@ class Scheduler:
         except (apierrors.Conflict, apierrors.NotFound, apierrors.Invalid) as e:
             if len(chunk) == 1:
                 log.debug("binding skipped", pod=chunk[0][0].metadata.name, reason=str(e))
+                self._forget([chunk[0][0]])
                 return
             middle = len(chunk) // 2
             self._bind(chunk[:middle])
             self._bind(chunk[middle:])
             return
-        now = time.monotonic()
-        for pod, node, needs in chunk:
+        for pod, node, _ in chunk:
             key = (pod.metadata.namespace, pod.metadata.name)
-            with self._lock:
-                if key in self._pending:  # the cache has not shown the binding yet
-                    self._assumed[key] = (node, now, needs)
             self._unschedulable.pop(key, None)
             self.context.record(pod, "Normal", "Scheduled",
                                 f"Successfully assigned {key[0]}/{key[1]} to {node}")

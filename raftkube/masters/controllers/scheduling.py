@@ -154,7 +154,9 @@ NodeStateMemo = dict[str, tuple[str, NodeState]]
 skip re-reading nodes that did not change since the last batch."""
 
 
-def _unplaced_state(node: core_pb2.Node, memo: NodeStateMemo | None) -> NodeState:
+def unplaced_state(node: core_pb2.Node, memo: NodeStateMemo | None) -> NodeState:
+    """`node`'s state with nothing placed on it (parsed once per resourceVersion when a
+    `memo` is kept)."""
     if memo is None:
         return node_state(node)
     name, version = node.metadata.name, node.metadata.resource_version
@@ -172,7 +174,7 @@ def build_node_states(nodes: Iterable[core_pb2.Node],
     (bound pods, including ones still terminating, and pods assumed bound). With `memo`
     (kept by the caller across batches) unchanged nodes are not parsed again; entries of
     nodes not in `nodes` are dropped from it."""
-    states = {n.metadata.name: _unplaced_state(n, memo) for n in nodes}
+    states = {n.metadata.name: unplaced_state(n, memo) for n in nodes}
     if memo is not None:
         for name in [name for name in memo if name not in states]:
             del memo[name]
