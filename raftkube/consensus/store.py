@@ -128,8 +128,7 @@ class Store:
         if node is not None:
             node.stop()
         self._events.put(None)
-        with self._state.cond:
-            self._state.cond.notify_all()
+        self._state.wake_watchers()
 
     def _require_node(self) -> RaftNode:
         node = self._node

@@ -1,7 +1,7 @@
 """Watches: ordered change streams read from the state's bounded history.
 
 A Watch pulls from history (no per-watch queue that could overflow): it remembers the
-next revision it needs and waits on the state's condition variable for new applies.
+next revision it needs and waits on its own event, which the state sets after each apply.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Watch:
         self.range_end = range_end
         self._closed = closed
         self._cancelled = False
+        self._wake = threading.Event()
         with state.cond:
             self.next_revision = start_revision if start_revision > 0 else state.revision + 1
         # Fail fast on a compacted start revision.
@@ -39,8 +40,7 @@ class Watch:
     def cancel(self) -> None:
         """Stop the watch; a blocked `next_batch`/iteration returns. Idempotent."""
         self._cancelled = True
-        with self._state.cond:
-            self._state.cond.notify_all()
+        self._wake.set()
 
     @property
     def cancelled(self) -> bool:
@@ -50,21 +50,28 @@ class Watch:
         """The next non-empty batch, or None on timeout / cancel / store stop."""
         deadline = None if timeout is None else time.monotonic() + timeout
         state = self._state
-        with state.cond:
-            while not self._cancelled:
-                if self._closed.is_set():
-                    raise StoreClosedError("store stopped")
-                entries, next_rev = state.history_since(self.next_revision, self.key,
-                                                        self.range_end)
-                self.next_revision = next_rev
-                if entries:
-                    return [event for entry in entries for event in entry.events]
-                if next_rev <= state.revision:
-                    continue  # scanned a chunk without matches; keep scanning
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                state.cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+        while not self._cancelled:
+            if self._closed.is_set():
+                raise StoreClosedError("store stopped")
+            # scans without the state lock (see KVState.history_since)
+            entries, next_rev = state.history_since(self.next_revision, self.key,
+                                                    self.range_end)
+            self.next_revision = next_rev
+            if entries:
+                return [event for entry in entries for event in entry.events]
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            # Registered before looking at the revision, so an apply after the look
+            # sets the event (no lost wake-up).
+            self._wake.clear()
+            state.add_waiter(self._wake)
+            try:
+                if next_rev <= state.revision or self._cancelled or self._closed.is_set():
+                    continue
+                self._wake.wait(0.5 if remaining is None else min(remaining, 0.5))
+            finally:
+                state.remove_waiter(self._wake)
         return None
 
     def __iter__(self) -> Iterator[list[WatchEvent]]:

@@ -149,3 +149,66 @@ def test_codec_roundtrip_and_rejects_garbage() -> None:
         codec.decode(codec.encode(b"abc")[:-1])
     with pytest.raises(TypeError):
         codec.encode(object())
+
+
+def test_reads_during_applies_never_see_half_a_transaction() -> None:
+    """Reads run without the state lock (sequence lock); a read racing an apply must still
+    see each transaction whole: every key of a 20-key transaction at the same value."""
+    import threading
+    import time
+
+    state = KVState()
+    keys = [b"/t/%02d" % i for i in range(20)]
+    stop = threading.Event()
+    seen: list[int] = []
+    torn: list[list[bytes]] = []
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            state.apply(encode_txn((), [Op.put(k, b"%d" % n) for k in keys], ()))
+
+    def reader() -> None:
+        while not stop.is_set():
+            result = state.range(b"/t/", b"/t0")
+            values = [kv.value for kv in result.kvs]
+            if len(set(values)) > 1:
+                torn.append(values)
+            seen.append(result.revision)
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader)
+                                                   for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not torn, f"a read saw a transaction half applied: {torn[0]}"
+    assert len(seen) > 100 and state.revision > 100
+
+
+def test_a_watcher_is_woken_by_an_apply_not_by_its_timeout() -> None:
+    import threading
+    import time
+
+    from raftkube.consensus.watch import Watch
+
+    state = KVState()
+    watch = Watch(state, b"/w/", b"/w0", 0, threading.Event())
+    got: list[float] = []
+
+    def wait() -> None:
+        batch = watch.next_batch(timeout=5)
+        got.append(time.monotonic())
+        assert batch is not None and batch[0].kv.key == b"/w/a"
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)
+    applied = time.monotonic()
+    state.apply(encode_txn((), [Op.put(b"/w/a", b"1")], ()))
+    waiter.join(5)
+    assert got and got[0] - applied < 0.3, "woken late: waited for the 0.5 s poll"
+    watch.cancel()
