@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--renew-seconds", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--election-timeout", type=float, default=2.0)
+    parser.add_argument("--logs", default="",
+                        help="copy each master's log into this directory at the end")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C so the masters and hollow nodes are stopped and removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -157,6 +160,12 @@ def main() -> None:
             report(args, total, t0, watch)
         finally:
             fleet.stop()
+            if args.logs:
+                os.makedirs(args.logs, exist_ok=True)
+                for member in cluster.members:
+                    role = "-leader" if member.index == leader else ""
+                    shutil.copy(member.log_path,
+                                os.path.join(args.logs, f"master-{member.index}{role}.log"))
 
 
 def report(args, total: int, t0: float, watch: PodWatch) -> None:
