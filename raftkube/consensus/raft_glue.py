@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.config import FAIL_REASON
+from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 
 from raftkube.consensus.config import StoreConfig
@@ -290,7 +291,10 @@ class RaftNode(SyncObj):
         random delay keeps followers from splitting the vote."""
         if self._isLeader() or node != self._getLeader():
             return
-        soon = time.monotonic() + random.uniform(0.05, 0.2)
+        # pysyncobj's deadlines are on its own clock (CLOCK_MONOTONIC_RAW), which drifts
+        # away from time.monotonic (0.25 s after 16 hours here): mixing them delayed
+        # this early election by the drift, and the failover with it
+        soon = raft_clock() + random.uniform(0.05, 0.2)
         if soon < self._SyncObj__raftElectionDeadline:
             self._SyncObj__raftElectionDeadline = soon
 
