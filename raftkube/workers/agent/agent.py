@@ -34,6 +34,7 @@ from raftkube.workers.agent.api_objects import ApiObjectSource, EventRecorder
 from raftkube.workers.agent.config import WorkerConfig
 from raftkube.workers.agent.fence_link import FenceLink
 from raftkube.workers.agent.heartbeat import NodeHeartbeat, detect_node_ip
+from raftkube.workers.agent.masters_wait import until_masters_answer
 from raftkube.workers.agent.metrics import AgentFacts, WorkerCollector, WorkerMetrics
 from raftkube.workers.agent.node_agent_service import NodeAgentServer, NodeAgentServicer
 from raftkube.workers.agent.node_status import machine_facts
@@ -154,7 +155,7 @@ class Agent:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         if self.fence_link is not None:
             self.fence_link.start()  # before any pod of ours can start
-        self.heartbeat.register()
+        until_masters_answer(self.heartbeat.register, self._stop, "node registration")
         self.heartbeat.renew_lease()
         if self._own_queue:
             self.queue.start()

@@ -18,6 +18,7 @@ from raftkube.client import Client
 from raftkube.logging_config import get_logger
 from raftkube.workers.agent.agent import Agent, AgentClients
 from raftkube.workers.agent.config import WorkerConfig
+from raftkube.workers.agent.masters_wait import until_masters_answer
 from raftkube.workers.network.network_sync import NetworkSync
 from raftkube.workers.network.node_network import NodeNetwork, NodeNetworkConfig
 from raftkube.workers.podman_setup import HostStoreConfig, write_host_configs
@@ -110,7 +111,8 @@ def run_worker(config: WorkerConfig, stop: threading.Event) -> int:
     """Run until `stop` is set; 0 on a clean stop."""
     clients = AgentClients.from_config(config)
     try:
-        config = ensure_pod_cidr(config, clients.api)
+        config = until_masters_answer(lambda: ensure_pod_cidr(config, clients.api), stop,
+                                      "pod subnet of this node")
         built = build_runtime(config)
     except BaseException:
         clients.close()
