@@ -29,6 +29,7 @@ converge (web and kv Ready, the Service's endpoints full, nodes Ready). At the e
 
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import threading
@@ -62,6 +63,7 @@ from raftkube.testing.local_cluster_hooks import (
     local_master_hooks,
 )
 from raftkube.testing.local_cluster_run import local_cluster
+from raftkube.workers.agent.config import LEASE_NAMESPACE
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman, pytest.mark.netns,
               pytest.mark.timeout(1500)]
@@ -150,14 +152,18 @@ def _ready(pod: core_pb2.Pod) -> bool:
         c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
 
 
-def _convergence_gaps(client: Client) -> list[str]:
-    """What keeps the cluster from its desired state (empty: converged)."""
+def _convergence_gaps(client: Client, renewed_after: datetime.datetime | None = None
+                      ) -> list[str]:
+    """What keeps the cluster from its desired state (empty: converged). With
+    `renewed_after`, also every node whose Lease was not renewed since then: its agent is
+    not running (a Node stays Ready for the grace period after its agent dies)."""
     try:
         web = [p for p in client.pods.list(NAMESPACE, label_selector="app=web") if _ready(p)]
         kv = client.get("StatefulSet", "kv", NAMESPACE)
         kv_pods = client.pods.list(NAMESPACE, label_selector="app=kv")
         endpoints = client.get("Endpoints", "web", NAMESPACE)
         nodes = client.nodes.list()
+        leases = client.list("Lease", LEASE_NAMESPACE) if renewed_after else []
     except apierrors.ApiError as exc:
         return [f"API: {type(exc).__name__}"]
     gaps = []
@@ -172,13 +178,20 @@ def _convergence_gaps(client: Client) -> list[str]:
         gaps.append(f"{addresses} web endpoints")
     gaps += [f"node {n.metadata.name} not Ready" for n in nodes if not any(
         c.type == "Ready" and c.status == "True" for c in n.status.conditions)]
+    if renewed_after is not None:
+        renewed = {lease.metadata.name: datetime.datetime.fromisoformat(
+            lease.spec.renew_time.replace("Z", "+00:00")) for lease in leases}
+        gaps += [f"node {n.metadata.name}: Lease not renewed since the heal" for n in nodes
+                 if renewed.get(n.metadata.name, renewed_after) <= renewed_after]
     return gaps
 
 
 def _wait_converged(client: Client, what: str) -> float:
-    """Seconds until converged after `what`; what is missing is printed every 10 s."""
+    """Seconds until converged after `what` (every agent renewed its Lease after the call);
+    what is missing is printed every 10 s."""
     started = last_report = time.monotonic()
-    while gaps := _convergence_gaps(client):
+    since = datetime.datetime.now(datetime.UTC)
+    while gaps := _convergence_gaps(client, since):
         now = time.monotonic()
         if now - started > CONVERGE_TIMEOUT:
             raise AssertionError(f"not converged {CONVERGE_TIMEOUT:.0f} s after {what}: "
