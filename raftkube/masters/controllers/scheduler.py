@@ -189,6 +189,9 @@ class Scheduler:
         except apierrors.ApiError as e:
             log.warning("binding failed", pods=len(chunk), error=str(e))
             self._forget([pod for pod, _, _ in chunk])
+        except Exception:  # nobody waits on this thread's future: log, never lose it
+            log.exception("binding failed", pods=len(chunk))
+            self._forget([pod for pod, _, _ in chunk])
         finally:
             self._in_flight.release()
 
