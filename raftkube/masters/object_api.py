@@ -209,6 +209,10 @@ class ObjectApi:
         requested = set(allocator.claim_keys(service))  # type: ignore[arg-type]
         for _ in range(8):
             taken = self.objects.claimed(allocator.ALLOCATIONS_PREFIX)
+            if requested & taken:
+                # The local replica may not have applied a release acknowledged on
+                # another master yet: only the leader's view may refuse.
+                taken = self.objects.claimed(allocator.ALLOCATIONS_PREFIX, linearizable=True)
             clash = sorted(requested & taken)
             if clash:
                 what = clash[0].decode().rsplit("/", 2)
@@ -242,6 +246,9 @@ class ObjectApi:
             taken = cidr_allocator.taken_cidrs(
                 self.objects.claimed(cidr_allocator.CIDR_PREFIX))
             requested = node.spec.pod_cidr  # type: ignore[attr-defined]
+            if requested and requested in taken:
+                taken = cidr_allocator.taken_cidrs(
+                    self.objects.claimed(cidr_allocator.CIDR_PREFIX, linearizable=True))
             if requested and requested in taken:
                 raise apierrors.Invalid(
                     f"Node {node.metadata.name!r} is invalid: spec.podCIDR: "  # type: ignore[attr-defined]

@@ -295,12 +295,15 @@ class ObjectStore:
         out.metadata.resource_version = str(result.revision)  # type: ignore[attr-defined]
         return out
 
-    def claimed(self, prefix: bytes) -> set[bytes]:
-        """The claim keys under `prefix` (read from the local replica)."""
+    def claimed(self, prefix: bytes, linearizable: bool = False) -> set[bytes]:
+        """The claim keys under `prefix`: read from the local replica, which may lag the
+        leader, unless `linearizable` (then every release acknowledged before the call is
+        seen)."""
         keys: set[bytes] = set()
         start, end = prefix, prefix_end(prefix)
         while True:
-            result = _store_call(lambda s=start: self._store.range(s, end, limit=1000))
+            result = _store_call(lambda s=start: self._store.range(
+                s, end, limit=1000, linearizable=linearizable))
             keys.update(kv.key for kv in result.kvs)
             if not result.more or not result.kvs:
                 return keys

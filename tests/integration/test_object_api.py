@@ -238,3 +238,55 @@ def test_idle_watch_sends_bookmarks_with_the_current_revision(api: ObjectApi) ->
         assert items[-1].type == "BOOKMARK"
         assert items[-1].resource_version >= int(latest.metadata.resource_version)
         fast.delete("cm", "default", "bookmark-probe")
+
+
+class LaggingReplica:
+    """A real store whose local (non-linearizable) reads under `prefix` answer from a
+    frozen earlier view, like a follower that has not applied the latest entries yet."""
+
+    def __init__(self, store, prefix: bytes) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._frozen: dict[tuple, object] = {}
+        self.frozen = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def range(self, key: bytes, range_end: bytes | None = None, limit: int = 0,
+              linearizable: bool = False):
+        if linearizable or not key.startswith(self._prefix):
+            return self._store.range(key, range_end, limit=limit, linearizable=linearizable)
+        args = (key, range_end, limit)
+        if not self.frozen or args not in self._frozen:
+            self._frozen[args] = self._store.range(key, range_end, limit=limit)
+        return self._frozen[args]
+
+
+def test_a_release_acknowledged_elsewhere_frees_the_value_on_a_lagging_replica(
+        api: ObjectApi) -> None:
+    from raftkube.masters import service_allocator
+
+    lagging = LaggingReplica(api.objects._store, service_allocator.ALLOCATIONS_PREFIX)
+    behind = ObjectApi(ObjectStore(lagging), Gatekeeper(Authorizer()))
+    service = core_pb2.Service(api_version="v1", kind="Service")
+    service.metadata.name = "lag-a"
+    service.spec.selector["app"] = "lag"
+    service.spec.cluster_ip = "10.96.9.9"
+    service.spec.ports.add(port=80)
+    with acting_as(ADMIN):
+        api.create(service)
+        other = core_pb2.Service()
+        other.CopyFrom(service)
+        other.metadata.name = "lag-b"
+        with pytest.raises(apierrors.Invalid, match="already allocated"):
+            behind.create(other)  # its replica saw the claim: refused
+        lagging.frozen = True
+        api.delete("Service", "default", "lag-a")
+        key = service_allocator.IP_PREFIX + b"10.96.9.9"
+        assert key in behind.objects.claimed(service_allocator.ALLOCATIONS_PREFIX)
+        assert key not in behind.objects.claimed(service_allocator.ALLOCATIONS_PREFIX,
+                                                 linearizable=True)
+        created = behind.create(other)
+        assert created.spec.cluster_ip == "10.96.9.9"
+        api.delete("Service", "default", "lag-b")
