@@ -9,6 +9,7 @@ range, Ingress paths, ...
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
@@ -288,7 +289,15 @@ def _stateful_set_errors(stateful_set: apps_pb2.StatefulSet) -> list[FieldError]
 
 
 def _pod_errors(pod: pod_pb2.Pod) -> list[FieldError]:
-    return pod_spec_errors(pod.spec, "spec")
+    return list(_pod_spec_errors_of(pod.spec.SerializeToString(deterministic=True)))
+
+
+@functools.lru_cache(maxsize=256)
+def _pod_spec_errors_of(serialized_spec: bytes) -> tuple[FieldError, ...]:
+    """pod_spec_errors of one serialized PodSpec, remembered: a ReplicaSet's pods share
+    their template's spec, so a wave of 100 pods is checked once (the checks are pure
+    and FieldErrors are immutable)."""
+    return tuple(pod_spec_errors(pod_pb2.PodSpec.FromString(serialized_spec), "spec"))
 
 
 def _service_errors(service: core_pb2.Service) -> list[FieldError]:

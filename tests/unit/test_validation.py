@@ -320,3 +320,26 @@ def test_headless_service_needs_no_ports_and_cluster_scoped_kinds_take_no_namesp
     pv = persistent_volume()
     pv["metadata"]["namespace"] = "ignored"
     assert load_text(json.dumps(pv), "pv.yaml")[0].obj.metadata.namespace == ""
+
+
+def test_pods_sharing_a_spec_are_each_judged_by_their_own_spec() -> None:
+    """Pod spec checks are remembered per spec content: a second pod with the same spec
+    gets the same answer, one spec field changed gets its own, and the caller's list is
+    its own (changing it changes nothing remembered)."""
+    from raftkube.api.v1 import pod_pb2
+    from raftkube.objects.validation import validate
+
+    def pod(name: str, port: int) -> pod_pb2.Pod:
+        p = pod_pb2.Pod(api_version="v1", kind="Pod")
+        p.metadata.name, p.metadata.namespace = name, "default"
+        c = p.spec.containers.add(name="web", image="localhost/busybox:latest")
+        c.ports.add(container_port=port)
+        return p
+
+    assert validate(pod("a", 80)) == [] and validate(pod("b", 80)) == []
+    first = validate(pod("c", 70000))
+    assert [e.path for e in first] == ["spec.containers[0].ports[0].containerPort"]
+    first.clear()
+    assert [e.path for e in validate(pod("d", 70000))] == [
+        "spec.containers[0].ports[0].containerPort"]
+    assert validate(pod("e", 80)) == []
