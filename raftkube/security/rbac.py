@@ -19,6 +19,7 @@ server may prefix `secrets "db" is forbidden: ` as Kubernetes does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -190,17 +191,19 @@ class Binding:
                    d.get("namespace"), d.get("role_kind", "ClusterRole"))
 
 
-def builtin_cluster_roles() -> dict[str, Role]:
-    """cluster-admin, admin, edit and view with Kubernetes semantics."""
+@functools.cache
+def builtin_cluster_roles() -> Mapping[str, Role]:
+    """cluster-admin, admin, edit and view with Kubernetes semantics (one read-only
+    mapping, shared: the master builds a Policy for every authorization)."""
     view = (Rule(READ_VERBS, _VIEW_RESOURCES),)
     edit = (*view, Rule(ALL_VERBS, _EDIT_RESOURCES), Rule(READ_VERBS, frozenset({"secrets"})))
     admin = (*edit, Rule(ALL_VERBS, _ADMIN_RESOURCES))
-    return {
+    return MappingProxyType({
         "cluster-admin": Role("cluster-admin", (Rule(frozenset("*"), frozenset("*")),)),
         "admin": Role("admin", admin),
         "edit": Role("edit", edit),
         "view": Role("view", view),
-    }
+    })
 
 
 @dataclass(frozen=True)

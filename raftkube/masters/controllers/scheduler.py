@@ -94,7 +94,9 @@ class Scheduler:
                     assumed = self._assumed.pop(key, None)
                     known = self._bound.get(key)
                     if known is None or known[0] != node:
-                        needs = pod_needs(pod, {}, {})
+                        # what this scheduler extracted when it placed the pod, if it did
+                        needs = (assumed[2] if assumed is not None and assumed[0] == node
+                                 else pod_needs(pod, {}, {}))
                         self._bound[key] = (node, needs)
                         # counted already when this scheduler placed it there
                         self._placed.place(key, node, needs,
