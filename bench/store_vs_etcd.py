@@ -226,6 +226,9 @@ def pipelined(put: Callable[..., Any], n: int, inflight: int, tag: str) -> dict[
     return result
 
 
+FAILOVER_GIVE_UP_SECONDS = 60.0  # a trial that never recovers ends the loop anyway
+
+
 def failover(target: Any, trials: int) -> list[float]:
     times = []
     for trial in range(trials):
@@ -237,12 +240,15 @@ def failover(target: Any, trials: int) -> list[float]:
         target.kill(leader)
         t0 = time.perf_counter()
         attempt = 0
-        while True:
+        while time.perf_counter() - t0 < FAILOVER_GIVE_UP_SECONDS:
             try:
                 puts[attempt % len(puts)](b"/bench/failover/%d" % trial, timeout=0.5).result()
                 break
             except grpc.RpcError:
                 attempt += 1
+        else:
+            print(f"failover trial {trial}: no write succeeded within "
+                  f"{FAILOVER_GIVE_UP_SECONDS:.0f}s; recorded as that", flush=True)
         times.append(time.perf_counter() - t0)
         target.restart(leader)
         time.sleep(1.0)

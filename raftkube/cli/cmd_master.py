@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
-import sys
 import threading
 from pathlib import Path
 
+from raftkube.interpreter_tuning import freeze_startup_objects, tune_for_daemon
 from raftkube.logging_config import LoggingConfig, configure_logging
 
 
@@ -28,20 +27,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {e}")
         return 2
     configure_logging(LoggingConfig(level=config.log_level, component=f"master/{config.name}"))
-    # Hand the GIL over every 1 ms (default 5 ms): the Raft thread blocks on fsync and
-    # sockets many times per tick and must not queue behind API and controller threads.
-    sys.setswitchinterval(0.001)
-    # The cyclic collector's default thresholds (700, 10, 10) ran ~550 collections and
-    # took 1.5 s of the leader's 15 s while 10,000 pods were created and bound (gen-2
-    # passes up to 0.17 s, stalling every thread). Objects here are mostly acyclic
-    # (protobuf messages, tuples, dicts of strings): collect young objects far less often.
-    gc.set_threshold(100_000, 50, 50)
+    tune_for_daemon()
     master = Master(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     master.start()
-    gc.freeze()  # what start-up created lives for the process: never scan it again
+    freeze_startup_objects()
     try:
         stop.wait()
     finally:

@@ -29,6 +29,7 @@ from raftkube.consensus.errors import ConfigError, StoreError
 from raftkube.consensus.grpc_service import KVServicer, MaintenanceServicer
 from raftkube.consensus.snapshot_file import force_new_cluster
 from raftkube.consensus.store import Store
+from raftkube.interpreter_tuning import freeze_startup_objects, tune_for_daemon
 from raftkube.logging_config import LoggingConfig, configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -86,6 +87,7 @@ def serve(store_config: StoreConfig, server_config: ServerConfig,
         store.stop()
         raise StoreError(f"server.grpc_address {server_config.grpc_address}: cannot bind")
     server.start()
+    freeze_startup_objects()
     log.info("store server ready", grpc_port=port, raft=store_config.raft_address,
              node=store_config.node_id)
     stop.wait()
@@ -109,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(LoggingConfig(level=server_config.log_level, component="store"))
-    # Hand the GIL over more often (default 5 ms): the Raft thread blocks on fsync and
-    # sockets many times per tick and must not queue behind gRPC or snapshot threads.
-    sys.setswitchinterval(0.001)
+    tune_for_daemon()
     if args.force_new_cluster:
         force_new_cluster(store_config.data_dir, store_config.raft_address,
                           store_config.cluster_name, store_config.history_max_revisions)
