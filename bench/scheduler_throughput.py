@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--renew-seconds", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--election-timeout", type=float, default=2.0)
+    parser.add_argument("--timeline", action="store_true",
+                        help="print pods created and bound in each second of the run")
     parser.add_argument("--bound-only", action="store_true",
                         help="stop once every pod is bound (skip waiting for Running)")
     parser.add_argument("--logs", default="",
@@ -192,6 +194,12 @@ def report(args, total: int, t0: float, watch: PodWatch) -> None:
     if running:
         print(f"running: all {len(running)} after {running[-1] - t0:.1f}s "
               f"({len(running) / max(running[-1] - t0, 1e-9):.0f} pods/s end to end)")
+    if args.timeline and created:
+        print("second  created  bound")
+        for second in range(int(max(created[-1], bound[-1] if bound else 0) - t0) + 1):
+            def within(times: list[float], s: int = second) -> int:
+                return sum(1 for t in times if s <= t - t0 < s + 1)
+            print(f"{second:6d} {within(created):8d} {within(bound):6d}")
     print(f"raftkube bind throughput: {len(bound) / max(bound[-1] - bound[0], 1e-9):.0f} "
           "pods/s" if bound else "raftkube bind throughput: n/a")
     print(KUBERNETES_REFERENCE)
