@@ -172,11 +172,12 @@ class NodeLifecycleController:
     def on_change(self, kind: str, namespace: str, name: str) -> None:
         return None
 
-    def observe(self) -> dict[str, float]:
-        """Seconds since a renewal of each node's lease was observed."""
+    def observe(self, nodes: Iterable[core_pb2.Node]) -> dict[str, float]:
+        """Seconds since a renewal of each node's lease was observed, for `nodes` (the
+        cached Nodes) and every node the cache has pods on."""
         now = self.clock()  # type: ignore[operator]
         cache = self.context.cache
-        names = {n.metadata.name for n in cache.list("Node")}
+        names = {n.metadata.name for n in nodes}
         names.update(cache.nodes_with_pods())
         stale = {}
         for name in names:
@@ -198,8 +199,8 @@ class NodeLifecycleController:
 
     def step(self) -> NodeLifecyclePlan:
         cache = self.context.cache
-        stale = self.observe()
         nodes = cache.list("Node")
+        stale = self.observe(nodes)
         known = {n.metadata.name for n in nodes}
         # the plan acts only on pods of nodes that are gone or past the grace period: the
         # others are not even read (10,000 pods on healthy nodes cost nothing)
