@@ -66,7 +66,7 @@ class Scheduler:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: set[PodKey] = field(default_factory=set)
     _placed: PlacedPods = field(default_factory=PlacedPods)
-    _bound: set[PodKey] = field(default_factory=set)  # bound in the cache; node: _placed
+    _bound: dict[PodKey, tuple[str, PodNeeds]] = field(default_factory=dict)
     _binders: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="scheduler-bind"))
     _in_flight: threading.Semaphore = field(
@@ -84,8 +84,7 @@ class Scheduler:
                     self._pending.discard(key)
                     self._assumed.pop(key, None)
                     self._placed.remove(key)
-                    if key in self._bound or pod is None:
-                        self._bound.discard(key)
+                    if self._bound.pop(key, None) is not None or pod is None:
                         self._epoch += 1  # resources were freed
                         self._dirty.set()
                     return
@@ -93,17 +92,17 @@ class Scheduler:
                     node = pod.spec.node_name
                     self._pending.discard(key)
                     assumed = self._assumed.pop(key, None)
-                    if key not in self._bound or self._placed.node_of(key) != node:
+                    known = self._bound.get(key)
+                    if known is None or known[0] != node:
                         # what this scheduler extracted when it placed the pod, if it did
                         needs = (assumed[2] if assumed is not None and assumed[0] == node
                                  else pod_needs(pod, {}, {}))
-                        self._bound.add(key)
+                        self._bound[key] = (node, needs)
                         # counted already when this scheduler placed it there
                         self._placed.place(key, node, needs,
                                            counted=assumed is not None and assumed[0] == node)
                     return
-                if key in self._bound:
-                    self._bound.discard(key)
+                if self._bound.pop(key, None) is not None:
                     self._placed.remove(key)
                 self._pending.add(key)
             self._dirty.set()
