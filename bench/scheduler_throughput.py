@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 
 import grpc
 
@@ -195,11 +196,11 @@ def report(args, total: int, t0: float, watch: PodWatch) -> None:
         print(f"running: all {len(running)} after {running[-1] - t0:.1f}s "
               f"({len(running) / max(running[-1] - t0, 1e-9):.0f} pods/s end to end)")
     if args.timeline and created:
+        per_created = Counter(int(t - t0) for t in created)
+        per_bound = Counter(int(t - t0) for t in bound)
         print("second  created  bound")
-        for second in range(int(max(created[-1], bound[-1] if bound else 0) - t0) + 1):
-            def within(times: list[float], s: int = second) -> int:
-                return sum(1 for t in times if s <= t - t0 < s + 1)
-            print(f"{second:6d} {within(created):8d} {within(bound):6d}")
+        for second in range(max([*per_created, *per_bound]) + 1):
+            print(f"{second:6d} {per_created[second]:8d} {per_bound[second]:6d}")
     print(f"raftkube bind throughput: {len(bound) / max(bound[-1] - bound[0], 1e-9):.0f} "
           "pods/s" if bound else "raftkube bind throughput: n/a")
     print(KUBERNETES_REFERENCE)

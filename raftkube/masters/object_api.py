@@ -208,11 +208,7 @@ class ObjectApi:
         allocator.check_requested(service, config)  # type: ignore[arg-type]
         requested = set(allocator.claim_keys(service))  # type: ignore[arg-type]
         for _ in range(8):
-            taken = self.objects.claimed(allocator.ALLOCATIONS_PREFIX)
-            if requested & taken:
-                # The local replica may not have applied a release acknowledged on
-                # another master yet: only the leader's view may refuse.
-                taken = self.objects.claimed(allocator.ALLOCATIONS_PREFIX, linearizable=True)
+            taken = self.objects.claimed_for(allocator.ALLOCATIONS_PREFIX, requested)
             clash = sorted(requested & taken)
             if clash:
                 what = clash[0].decode().rsplit("/", 2)
@@ -243,12 +239,9 @@ class ObjectApi:
             raise apierrors.AlreadyExists(f'nodes "{name}" already exists')
         cidr_allocator.check_requested(node, config)  # type: ignore[arg-type]
         for attempt in range(16):
-            taken = cidr_allocator.taken_cidrs(
-                self.objects.claimed(cidr_allocator.CIDR_PREFIX))
+            taken = cidr_allocator.taken_cidrs(self.objects.claimed_for(
+                cidr_allocator.CIDR_PREFIX, cidr_allocator.claim_keys(node)))  # type: ignore[arg-type]
             requested = node.spec.pod_cidr  # type: ignore[attr-defined]
-            if requested and requested in taken:
-                taken = cidr_allocator.taken_cidrs(
-                    self.objects.claimed(cidr_allocator.CIDR_PREFIX, linearizable=True))
             if requested and requested in taken:
                 raise apierrors.Invalid(
                     f"Node {node.metadata.name!r} is invalid: spec.podCIDR: "  # type: ignore[attr-defined]

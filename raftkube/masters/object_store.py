@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -294,6 +294,16 @@ class ObjectStore:
         out.CopyFrom(obj)
         out.metadata.resource_version = str(result.revision)  # type: ignore[attr-defined]
         return out
+
+    def claimed_for(self, prefix: bytes, requested: Iterable[bytes]) -> set[bytes]:
+        """The claim keys under `prefix`, for a create that asks for `requested`: read
+        from the local replica, and again linearizably when one of `requested` looks
+        taken there (the local replica may not have applied a release acknowledged on
+        another master yet: only the leader's view may refuse)."""
+        taken = self.claimed(prefix)
+        if not taken.isdisjoint(requested):
+            taken = self.claimed(prefix, linearizable=True)
+        return taken
 
     def claimed(self, prefix: bytes, linearizable: bool = False) -> set[bytes]:
         """The claim keys under `prefix`: read from the local replica, which may lag the
