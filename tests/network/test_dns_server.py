@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import socketserver
 import time
 from collections.abc import Iterator
 
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from raftkube.workers.network import dns_server
 from raftkube.workers.network.dns_server import (
     DnsConfig,
     DnsServer,
@@ -161,3 +163,46 @@ def test_dead_upstream_gives_servfail_within_the_timeout() -> None:
             assert a_values(ask(server, "web.default.svc.cluster.local")) == ["10.96.0.10"]
         finally:
             server.close()
+
+
+def test_a_picked_port_taken_for_tcp_is_replaced_by_another(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Port 0: when the UDP port the kernel picked is already held for TCP, pick again."""
+    squatters: list[socket.socket] = []
+    bind_udp = dns_server._UDPServer.server_bind
+
+    def bind_and_squat_tcp(self: socketserver.UDPServer) -> None:
+        bind_udp(self)
+        if not squatters:
+            squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            squatter.bind(("127.0.0.1", self.server_address[1]))
+            squatter.listen()
+            squatters.append(squatter)
+
+    monkeypatch.setattr(dns_server._UDPServer, "server_bind", bind_and_squat_tcp)
+    server = DnsServer(DnsConfig(listen_address="127.0.0.1", port=0)).start()
+    try:
+        assert squatters and server.port != squatters[0].getsockname()[1]
+        server.update([WEB])
+        for tcp in (False, True):
+            assert a_values(ask(server, "web.default.svc.cluster.local", tcp=tcp)) == [
+                "10.96.0.10"]
+    finally:
+        server.close()
+        for squatter in squatters:
+            squatter.close()
+
+
+def test_a_fixed_port_taken_for_tcp_is_an_error_and_releases_udp() -> None:
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        with pytest.raises(OSError):
+            DnsServer(DnsConfig(listen_address="127.0.0.1", port=port)).start()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", port))
+        udp.close()
+    finally:
+        squatter.close()

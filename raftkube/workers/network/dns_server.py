@@ -218,6 +218,9 @@ class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
 
 
+_EPHEMERAL_PORT_ATTEMPTS = 20
+
+
 class DnsServer:
     """One node's DNS server on UDP and TCP. Start with `start()`, stop with `close()`."""
 
@@ -235,17 +238,27 @@ class DnsServer:
             self.records = records
 
     def start(self) -> DnsServer:
-        """Bind UDP and TCP (same port) and serve in background threads."""
+        """Bind UDP and TCP (same port) and serve in background threads.
+
+        With port 0 the kernel picks a free UDP port; that port may already be taken
+        for TCP by another process, so a few fresh picks are tried before giving up.
+        A fixed port that cannot be bound raises OSError at once.
+        """
         resolver = _Resolver(self)
-        udp = DNSServer(resolver, address=self.config.listen_address, port=self.config.port,
-                        logger=_QuietLogger(), server=_UDPServer)
-        self.port = udp.server.server_address[1]
-        try:
-            tcp = DNSServer(resolver, address=self.config.listen_address, port=self.port,
-                            tcp=True, logger=_QuietLogger(), server=_TCPServer)
-        except OSError:
-            udp.server.server_close()
-            raise
+        attempts = _EPHEMERAL_PORT_ATTEMPTS if self.config.port == 0 else 1
+        for attempt in range(1, attempts + 1):
+            udp = DNSServer(resolver, address=self.config.listen_address,
+                            port=self.config.port, logger=_QuietLogger(), server=_UDPServer)
+            port = udp.server.server_address[1]
+            try:
+                tcp = DNSServer(resolver, address=self.config.listen_address, port=port,
+                                tcp=True, logger=_QuietLogger(), server=_TCPServer)
+                break
+            except OSError:
+                udp.server.server_close()
+                if attempt == attempts:
+                    raise
+        self.port = port
         self._servers = [udp, tcp]
         for srv in self._servers:
             threading.Thread(target=srv.server.serve_forever, kwargs={"poll_interval": 0.05},
