@@ -318,7 +318,9 @@ def score_nodes(needs: PodNeeds, candidates: Sequence[NodeState], config: Schedu
                 ) -> list[float]:
     """Weighted score (higher is better) of each feasible candidate."""
     owner = needs.owner
-    max_owned = max(n.owners[owner] for n in candidates) if owner else 0
+    # Counter.get: a missing owner must not go through Counter.__missing__ (slow path)
+    owned = [n.owners.get(owner, 0) for n in candidates] if owner else None
+    max_owned = max(owned) if owned else 0
     preferred = needs.preferred_terms
     affinity_raw = [sum(p.weight for p in preferred if term_matches(p.preference, n))
                     for n in candidates] if preferred else None
@@ -326,28 +328,31 @@ def score_nodes(needs: PodNeeds, candidates: Sequence[NodeState], config: Schedu
     most = config.scoring == "MostAllocated"
     cpu, memory = needs.cpu, needs.memory
     images = needs.images
-    w_res, w_spread = config.resource_weight, config.spread_weight
-    w_image, w_affinity = config.image_weight, config.affinity_weight
+    w_image_100 = config.image_weight * 100
+    w_res_100, w_spread_100 = config.resource_weight * 100, config.spread_weight * 100
+    w_affinity_100 = config.affinity_weight * 100
     scores = []
     for i, node in enumerate(candidates):
-        if node.cpu and node.memory:
-            used = ((node.used_cpu + cpu) / node.cpu
-                    + (node.used_memory + memory) / node.memory) / 2
-        elif node.cpu:
-            used = (node.used_cpu + cpu) / node.cpu
-        elif node.memory:
-            used = (node.used_memory + memory) / node.memory
+        node_cpu, node_memory = node.cpu, node.memory
+        if node_cpu and node_memory:
+            used = ((node.used_cpu + cpu) / node_cpu
+                    + (node.used_memory + memory) / node_memory) / 2
+        elif node_cpu:
+            used = (node.used_cpu + cpu) / node_cpu
+        elif node_memory:
+            used = (node.used_memory + memory) / node_memory
         else:
             used = node.pods / max(node.max_pods, 1)
-        score = w_res * 100 * (used if most else 1 - used)
+        score = w_res_100 * (used if most else 1 - used)
         if max_owned:
-            score += w_spread * 100 * (max_owned - node.owners[owner]) / max_owned
-        elif w_spread:
-            score += w_spread * 100
+            score += w_spread_100 * (max_owned - owned[i]) / max_owned  # type: ignore[index]
+        else:
+            score += w_spread_100
         if images and node.images:
-            score += w_image * 100 * len(images & node.images) / len(images)
+            score += (w_image_100 if images <= node.images
+                      else w_image_100 * len(images & node.images) / len(images))
         if affinity_raw and max_affinity:
-            score += w_affinity * 100 * affinity_raw[i] / max_affinity
+            score += w_affinity_100 * affinity_raw[i] / max_affinity
         scores.append(score)
     return scores
 
@@ -368,8 +373,8 @@ def schedule(pending: Sequence[PodNeeds], nodes: Mapping[str, NodeState],
     Node i is considered starting at `start` (rotating), so successive pods and batches
     spread their filtering work and ties over all nodes.
     """
-    order = sorted(nodes)
-    total = len(order)
+    ordered = [nodes[name] for name in sorted(nodes)]
+    total = len(ordered)
     bindings: list[tuple[str, str, str]] = []
     failures: dict[tuple[str, str], str] = {}
     offset = start % total if total else 0
@@ -382,7 +387,7 @@ def schedule(pending: Sequence[PodNeeds], nodes: Mapping[str, NodeState],
         reasons: Counter = Counter()
         examined = 0
         for step in range(total):
-            node = nodes[order[(offset + step) % total]]
+            node = ordered[(offset + step) % total]
             examined += 1
             reason = filter_node(needs, node)
             if reason:
