@@ -69,6 +69,23 @@ def test_node_selector_and_required_affinity() -> None:
         "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.")
 
 
+def test_pods_with_different_selectors_in_one_batch_are_filtered_each_by_its_own() -> None:
+    """The batch shares fixed filter answers between pods with the same selector,
+    affinity, tolerations and volume terms only; capacity is checked per pod."""
+    nodes = [node("ssd", labels={"disk": "ssd"}, pods="1"), node("hdd", labels={"disk": "hdd"}),
+             node("t", labels={"disk": "ssd"}, taints=[("dedicated", "db", "NoSchedule")])]
+    on_ssd, tolerating, also_on_ssd, plain = pod("a"), pod("b"), pod("c"), pod("d")
+    for p in (on_ssd, tolerating, also_on_ssd):
+        p.spec.node_selector["disk"] = "ssd"
+    tolerating.spec.tolerations.add(key="dedicated", operator="Exists")
+    result = plan([on_ssd, tolerating, also_on_ssd, plain], nodes)
+    assert result.bindings == (("default", "a", "ssd"), ("default", "b", "t"),
+                               ("default", "d", "hdd"))
+    assert result.failures == {("default", "c"): (
+        "0/3 nodes are available: 1 Too many pods, 1 node(s) didn't match Pod's node "
+        "affinity/selector, 1 node(s) had untolerated taint {dedicated: db}.")}
+
+
 def test_preferred_affinity_wins_the_score() -> None:
     nodes = [node(f"n{i}", labels={"zone": f"z{i}"}) for i in range(5)]
     p = pod("p")

@@ -15,8 +15,10 @@ Nothing here writes or reads the clock; the same inputs give the same plan.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+
+from google.protobuf.message import Message
 
 from raftkube.api.v1 import core_pb2, pod_pb2, storage_pb2
 from raftkube.masters.controllers.objects_util import (
@@ -288,6 +290,12 @@ def untolerated_taint(needs: PodNeeds, node: NodeState,
 
 def filter_node(needs: PodNeeds, node: NodeState) -> str:
     """'' when the pod fits the node, else the reason (one per filter, Kubernetes' words)."""
+    return fixed_filter_reason(needs, node) or capacity_filter_reason(needs, node)
+
+
+def fixed_filter_reason(needs: PodNeeds, node: NodeState) -> str:
+    """The filters whose answer placing pods cannot change (cordon, readiness, selectors,
+    affinity, taints, volume topology), in `filter_node`'s order; '' when all pass."""
     if node.unschedulable:
         return REASON_UNSCHEDULABLE
     if not node.ready:
@@ -303,6 +311,11 @@ def filter_node(needs: PodNeeds, node: NodeState) -> str:
     for terms in needs.volume_terms:
         if not terms_match(terms, node):
             return REASON_VOLUME
+    return ""
+
+
+def capacity_filter_reason(needs: PodNeeds, node: NodeState) -> str:
+    """The filters on what pods placed so far use (pod count, CPU, memory, host ports)."""
     if node.pods + 1 > node.max_pods:
         return REASON_PODS
     if needs.cpu and node.used_cpu + needs.cpu > node.cpu:
@@ -312,6 +325,22 @@ def filter_node(needs: PodNeeds, node: NodeState) -> str:
     if needs.ports and not needs.ports.isdisjoint(node.ports):
         return REASON_PORTS
     return ""
+
+
+def fixed_filter_key(needs: PodNeeds) -> Hashable:
+    """Pods with equal keys get the same `fixed_filter_reason` on every node: the key
+    covers node selector, required affinity, tolerations and volume topology."""
+    if not (needs.node_selector or needs.required_terms or needs.tolerations
+            or needs.volume_terms):
+        return ()
+    return (tuple(sorted(needs.node_selector.items())),
+            tuple(_wire(t) for t in needs.required_terms),
+            tuple(_wire(t) for t in needs.tolerations),
+            tuple(tuple(_wire(t) for t in terms) for terms in needs.volume_terms))
+
+
+def _wire(message: Message) -> bytes:
+    return message.SerializeToString(deterministic=True)
 
 
 def score_nodes(needs: PodNeeds, candidates: Sequence[NodeState], config: SchedulerConfig,
@@ -377,6 +406,7 @@ def schedule(pending: Sequence[PodNeeds], nodes: Mapping[str, NodeState],
     total = len(ordered)
     bindings: list[tuple[str, str, str]] = []
     failures: dict[tuple[str, str], str] = {}
+    fixed_reasons: dict[Hashable, list[str | None]] = {}
     offset = start % total if total else 0
     for needs in pending:
         if needs.volume_error:
@@ -386,10 +416,18 @@ def schedule(pending: Sequence[PodNeeds], nodes: Mapping[str, NodeState],
         feasible: list[NodeState] = []
         reasons: Counter = Counter()
         examined = 0
+        # fixed reasons per node, shared by the batch's pods with the same key (most
+        # pods of a batch come from a few templates): only capacity is checked per pod
+        fixed = fixed_reasons.setdefault(fixed_filter_key(needs), [None] * total)
         for step in range(total):
-            node = ordered[(offset + step) % total]
+            index = (offset + step) % total
+            node = ordered[index]
             examined += 1
-            reason = filter_node(needs, node)
+            reason = fixed[index]
+            if reason is None:
+                reason = fixed[index] = fixed_filter_reason(needs, node)
+            if not reason:
+                reason = capacity_filter_reason(needs, node)
             if reason:
                 reasons[reason] += 1
                 continue
