@@ -243,13 +243,21 @@ class ObjectStore:
 
     def create_many(self, objs: Sequence[Message]) -> list[Message]:
         """Store several new objects in one transaction: all or none. AlreadyExists
-        names the first one whose name is taken. Returns them with their version."""
+        names the first one whose name is taken, or one given twice (nothing is written
+        then). Returns them with their version."""
         compares: list[Compare] = []
         ops: list[Op] = []
+        keys: set[bytes] = set()
         for obj in objs:
             info = for_message(obj)
             meta = obj.metadata  # type: ignore[attr-defined]
             key = object_key(info, meta.namespace, meta.name)
+            if key in keys:
+                raise apierrors.AlreadyExists(
+                    f'{info.plural} "{meta.name}"'
+                    + (f' in namespace "{meta.namespace}"' if info.namespaced else "")
+                    + " is given twice in one create")
+            keys.add(key)
             compares.append(Compare.absent(key))
             ops.append(Op.put(key, self.encode(key, obj)))
         if not ops:
