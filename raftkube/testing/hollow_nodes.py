@@ -223,11 +223,14 @@ class HollowNodes:
         self._lease_rv[name] = registry.unwrap(out).metadata.resource_version
 
     def _renew_loop(self, part: int, parts: int) -> None:
+        """Renew this thread's share of the leases, spread evenly over each period (as
+        independent kubelets would be), not all at its start."""
         mine = self.names[part::parts]
+        step = self.config.renew_seconds / max(1, len(mine))
         while not self._stop.is_set():
             started = time.monotonic()
-            for name in mine:
-                if self._stop.is_set():
+            for i, name in enumerate(mine):
+                if self._stop.wait(max(0.0, started + i * step - time.monotonic())):
                     return
                 with self._lock:
                     if name in self._silent:
