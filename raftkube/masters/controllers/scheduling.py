@@ -4,6 +4,8 @@
  nodes + bound pods ──> NodeState per node (free cpu/memory/pods, ports, replicas per owner)
  pending pods ──> PodNeeds ──> for each pod (oldest first):
         filters on nodes from a rotating start until `nodes_to_score` feasible ones are found
+          (fixed filters answered once per node for all pods of the batch with the same
+           selector/affinity/tolerations/volume terms; capacity filters per pod)
         scores (resources, spread, image, preferred affinity) ──> best node
         the node's state takes the pod (so the next pod in the batch sees it)
  ──> SchedulePlan(bindings, failures with "0/N nodes are available: ..." messages)
