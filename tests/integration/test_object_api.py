@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -78,22 +79,28 @@ def test_create_get_update_conflict_delete(api: ObjectApi) -> None:
 
 
 def test_create_many_is_all_or_none(api: ObjectApi) -> None:
+    names = ("many-taken", "many-a", "many-b", "many-twice")
     with acting_as(ADMIN):
         api.create(config_map("many-taken"))
-        with pytest.raises(apierrors.AlreadyExists,
-                           match='configmaps "many-twice" in namespace "default" is given '
-                                 'twice in one create'):
-            api.create_many([config_map("many-a"), config_map("many-twice"),
-                             config_map("many-twice")])
-        with pytest.raises(apierrors.AlreadyExists, match='"many-taken" already exists'):
-            api.create_many([config_map("many-a"), config_map("many-taken")])
-        for refused in ("many-a", "many-twice"):
-            with pytest.raises(apierrors.NotFound):
-                api.get("cm", "default", refused)
-        created = api.create_many([config_map("many-a"), config_map("many-b")])
-        assert [c.metadata.name for c in created] == ["many-a", "many-b"]
-        assert created[0].metadata.resource_version == created[1].metadata.resource_version
-        assert api.get("cm", "default", "many-b").metadata.uid == created[1].metadata.uid
+        try:
+            with pytest.raises(apierrors.AlreadyExists,
+                               match='configmaps "many-twice" in namespace "default" is '
+                                     'given twice in one create'):
+                api.create_many([config_map("many-a"), config_map("many-twice"),
+                                 config_map("many-twice")])
+            with pytest.raises(apierrors.AlreadyExists, match='"many-taken" already exists'):
+                api.create_many([config_map("many-a"), config_map("many-taken")])
+            for refused in ("many-a", "many-twice"):
+                with pytest.raises(apierrors.NotFound):
+                    api.get("cm", "default", refused)
+            created = api.create_many([config_map("many-a"), config_map("many-b")])
+            assert [c.metadata.name for c in created] == ["many-a", "many-b"]
+            assert created[0].metadata.resource_version == created[1].metadata.resource_version
+            assert api.get("cm", "default", "many-b").metadata.uid == created[1].metadata.uid
+        finally:  # the store is shared by this module's tests, which list ConfigMaps
+            for name in names:
+                with contextlib.suppress(apierrors.NotFound):
+                    api.delete("cm", "default", name)
 
 
 def test_invalid_objects_are_rejected_with_field_paths(api: ObjectApi) -> None:
