@@ -10,10 +10,12 @@ term and runs every controller against it.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -48,6 +50,16 @@ class ControllerContext:
         """Queue an Event about `obj` (no-op without a recorder)."""
         if self.events is not None:
             self.events.record(obj, type_, reason, message)
+
+
+T = TypeVar("T")
+
+
+def submit_as_caller(pool: Executor, fn: Callable[..., T], *args: Any) -> Future[T]:
+    """`pool.submit(fn, *args)`, run with the caller's context variables: a controller's
+    helper threads act as the controller's principal (`acting_as`), which the API
+    authorizes every write by."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)
 
 
 class Controller(Protocol):

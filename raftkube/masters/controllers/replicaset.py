@@ -17,7 +17,6 @@ show its own creations and deletions before deciding again (expectations).
 
 from __future__ import annotations
 
-import contextvars
 import secrets
 import threading
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from raftkube import apierrors
 from raftkube.api.v1 import apps_pb2, pod_pb2
 from raftkube.masters.controllers.keyed_loop import KeyedController
-from raftkube.masters.controllers.manager import ControllerContext
+from raftkube.masters.controllers.manager import ControllerContext, submit_as_caller
 from raftkube.masters.controllers.objects_util import (
     TERMINAL_PHASES,
     controller_of,
@@ -288,8 +287,7 @@ class ReplicaSetController(KeyedController):
             return
         with ThreadPoolExecutor(CREATE_PARALLEL, thread_name_prefix="replicaset-create") as pool:
             for start in range(0, len(sizes), CREATE_PARALLEL):
-                group = [pool.submit(contextvars.copy_context().run, self._create_wave,
-                                     key, rs, size)
+                group = [submit_as_caller(pool, self._create_wave, key, rs, size)
                          for size in sizes[start: start + CREATE_PARALLEL]]
                 errors = [f.exception() for f in group]
                 failed = next((e for e in errors if e is not None), None)

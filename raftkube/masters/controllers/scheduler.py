@@ -24,7 +24,6 @@ pod is retried when a node, volume or claim changes, a pod goes away, or after
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from raftkube import apierrors
 from raftkube.api.v1 import pod_pb2
 from raftkube.logging_config import get_logger
-from raftkube.masters.controllers.manager import ControllerContext
+from raftkube.masters.controllers.manager import ControllerContext, submit_as_caller
 from raftkube.masters.controllers.objects_util import TERMINAL_PHASES, condition, copy_of
 from raftkube.masters.controllers.placed_pods import PlacedPods
 from raftkube.masters.controllers.scheduling import (
@@ -176,8 +175,7 @@ class Scheduler:
             chunk = [(by_key[(ns, name)], node, needs[(ns, name)])
                      for ns, name, node in plan.bindings[start: start + self.config.bind_chunk]]
             self._in_flight.acquire()  # at most BINDS_IN_FLIGHT chunks; the next cycle waits
-            self._binders.submit(contextvars.copy_context().run, self._bind_in_background,
-                                 chunk)
+            submit_as_caller(self._binders, self._bind_in_background, chunk)
         for key, message in plan.failures.items():
             self._unschedulable[key] = (epoch, time.monotonic(), message)
             self._report_unschedulable(by_key[key], message)
