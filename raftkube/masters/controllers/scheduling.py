@@ -420,7 +420,10 @@ def schedule(pending: Sequence[PodNeeds], nodes: Mapping[str, NodeState],
         examined = 0
         # fixed reasons per node, shared by the batch's pods with the same key (most
         # pods of a batch come from a few templates): only capacity is checked per pod
-        fixed = fixed_reasons.setdefault(fixed_filter_key(needs), [None] * total)
+        fixed_key = fixed_filter_key(needs)
+        fixed = fixed_reasons.get(fixed_key)
+        if fixed is None:
+            fixed = fixed_reasons[fixed_key] = [None] * total
         for step in range(total):
             index = (offset + step) % total
             node = ordered[index]
