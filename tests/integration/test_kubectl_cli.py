@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -252,6 +254,19 @@ def test_edit_updates_and_detects_conflicts(kubectl, client, cluster, tmp_path,
     monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
     code, _, err = kubectl("edit", "cm", "editme")
     assert code == 1 and "has been modified" in err and "your edit is kept in" in err
+    assert client.configmaps.get("editme").data["color"] == "red"
+    kept = Path(re.search(r"your edit is kept in (\S+):", err).group(1))
+    assert "color: yellow" in kept.read_text()
+    kept.unlink()
+
+    # An editor that gives up (vi's :cq) or is missing: nothing changed, nothing left.
+    before = set(Path(tempfile.gettempdir()).glob("raftkubectl-edit-editme-*"))
+    for editor, message in (("false", "the editor exited with status 1"),
+                            ("/nonexistent/editor", "cannot run the editor")):
+        monkeypatch.setenv("EDITOR", editor)
+        code, _, err = kubectl("edit", "cm", "editme")
+        assert code == 1 and message in err
+    assert set(Path(tempfile.gettempdir()).glob("raftkubectl-edit-editme-*")) == before
     assert client.configmaps.get("editme").data["color"] == "red"
 
 

@@ -57,11 +57,13 @@ def _edit(args: argparse.Namespace) -> int:
         try:
             result = subprocess.run([*editor_command(), path], check=False)
             if result.returncode != 0:
+                os.unlink(path)
                 raise CommandError(f"the editor exited with status {result.returncode}; "
                                    "nothing was changed")
             with open(path) as f:
                 edited_text = f.read()
         except FileNotFoundError as e:
+            os.unlink(path)
             raise CommandError(f"cannot run the editor: {e}") from None
         text = "\n".join(line for line in edited_text.splitlines()
                          if not line.lstrip().startswith("#"))
