@@ -19,6 +19,7 @@ one field-selected Watch per node, so 1,000 nodes do not hold 1,000 streams on 2
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -43,10 +44,10 @@ log = get_logger(__name__)
 @dataclass(frozen=True)
 class HollowFleetConfig:
     """count: nodes; prefix: node names `<prefix>-<i>`; client_config: a ClientConfig with
-    rights over every node (admin); data_dir: volumes of all hollow pods ("" = a temp dir);
-    lease_interval_seconds / relist_interval_seconds: as WorkerConfig; sync_workers /
-    heartbeat_workers: threads shared by the fleet; labels: extra node labels; capacity:
-    node capacity overrides (cpu/memory/pods)."""
+    rights over every node (admin); data_dir: volumes of all hollow pods ("" = a temp dir
+    that stop() removes); lease_interval_seconds / relist_interval_seconds: as
+    WorkerConfig; sync_workers / heartbeat_workers: threads shared by the fleet; labels:
+    extra node labels; capacity: node capacity overrides (cpu/memory/pods)."""
 
     count: int
     client_config: Path
@@ -120,6 +121,7 @@ class HollowFleet:
                                                options=ClientOptions(retry=retry))
         self.clients = AgentClients(self.client, self.lease_client)
         root = Path(config.data_dir or tempfile.mkdtemp(prefix="rk-hollow-"))
+        self._own_root = None if config.data_dir else root  # stop() removes it; a given one stays
         self.synced = threading.Event()
         self.feeds = {name: NodeFeed(self.synced) for name in self.names}
         self.queue = SyncQueue(self._sync, config.sync_workers, name="hollow-pods")
@@ -233,6 +235,8 @@ class HollowFleet:
         self.event_pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
         self.lease_client.close()
+        if self._own_root is not None:
+            shutil.rmtree(self._own_root, ignore_errors=True)
 
     def __enter__(self) -> HollowFleet:
         return self.start()
