@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 
 import pytest
 
@@ -16,8 +17,9 @@ def readme_examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_examples_run(monkeypatch, capsys) -> None:
+def test_readme_examples_run(monkeypatch, capsys, tmp_path) -> None:
     examples = readme_examples()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the examples' mkdtemp() dirs
     assert len(examples) >= 8
     with MasterCluster(3) as cluster:
         monkeypatch.setenv("RAFTKUBECONFIG", str(cluster.layout.admin_config))
