@@ -232,10 +232,7 @@ class ObjectStore:
         result = _store_call(lambda: self._store.txn(
             [Compare.absent(key)], [Op.put(key, value)], timeout=self._write_timeout))
         if not result.succeeded:
-            raise apierrors.AlreadyExists(
-                f'{info.plural} "{meta.name}" already exists'
-                + (f' in namespace "{meta.namespace}"' if info.namespaced else "")
-            )
+            raise apierrors.AlreadyExists(_already_exists(info, meta.namespace, meta.name))
         out = type(obj)()
         out.CopyFrom(obj)
         out.metadata.resource_version = str(result.revision)  # type: ignore[attr-defined]
@@ -268,9 +265,7 @@ class ObjectStore:
             taken = objs[result.failed_compare or 0]
             info = for_message(taken)
             meta = taken.metadata  # type: ignore[attr-defined]
-            raise apierrors.AlreadyExists(
-                f'{info.plural} "{meta.name}" already exists'
-                + (f' in namespace "{meta.namespace}"' if info.namespaced else ""))
+            raise apierrors.AlreadyExists(_already_exists(info, meta.namespace, meta.name))
         out = []
         for obj in objs:
             copy = type(obj)()
@@ -293,9 +288,7 @@ class ObjectStore:
             compares, ops, [Op.range(key)], timeout=self._write_timeout))
         if not result.succeeded:
             if result.results and result.results[0].kvs:
-                raise apierrors.AlreadyExists(
-                    f'{info.plural} "{meta.name}" already exists'
-                    + (f' in namespace "{meta.namespace}"' if info.namespaced else ""))
+                raise apierrors.AlreadyExists(_already_exists(info, meta.namespace, meta.name))
             raise ClaimTaken(f"an allocation of {info.kind} {meta.name!r} was taken "
                              "concurrently")
         out = type(obj)()
@@ -444,6 +437,11 @@ class ObjectStore:
         obj = self.decode(info, event.kv)
         kind = "ADDED" if event.kv.version == 1 else "MODIFIED"
         return ObjectEvent(kind, obj, previous, event.kv.mod_revision)
+
+
+def _already_exists(info: KindInfo, namespace: str, name: str) -> str:
+    where = f' in namespace "{namespace}"' if info.namespaced else ""
+    return f'{info.plural} "{name}" already exists{where}'
 
 
 def _not_found(info: KindInfo, namespace: str, name: str) -> str:

@@ -65,6 +65,8 @@ class Scheduler:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: set[PodKey] = field(default_factory=set)
     _placed: PlacedPods = field(default_factory=PlacedPods)
+    # bound pods' (node, needs), kept here although PlacedPods knows the node: asking it
+    # takes its lock on the cache thread for every bound pod's change (measured slower)
     _bound: dict[PodKey, tuple[str, PodNeeds]] = field(default_factory=dict)
     _binders: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="scheduler-bind"))

@@ -290,14 +290,11 @@ def untolerated_taint(needs: PodNeeds, node: NodeState,
     return None
 
 
-def filter_node(needs: PodNeeds, node: NodeState) -> str:
-    """'' when the pod fits the node, else the reason (one per filter, Kubernetes' words)."""
-    return fixed_filter_reason(needs, node) or capacity_filter_reason(needs, node)
-
-
 def fixed_filter_reason(needs: PodNeeds, node: NodeState) -> str:
     """The filters whose answer placing pods cannot change (cordon, readiness, selectors,
-    affinity, taints, volume topology), in `filter_node`'s order; '' when all pass."""
+    affinity, taints, volume topology): the first failing one's reason in Kubernetes'
+    words, '' when all pass. A node is filtered by these, then by
+    `capacity_filter_reason`."""
     if node.unschedulable:
         return REASON_UNSCHEDULABLE
     if not node.ready:
