@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from raftkube.api.v1 import kv_pb2, kv_pb2_grpc
 from raftkube.consensus.server import ServerConfig
-from raftkube.testing.store_cluster import StoreCluster, free_port
+from raftkube.testing.ports import free_port
+from raftkube.testing.store_cluster import StoreCluster
 
 VALUE = b"v" * 256
 NOOP_SERVER_WORKERS = ServerConfig().max_workers  # the store's gRPC server pool

@@ -37,7 +37,7 @@ from raftkube.consensus.journal import discard_unsynced_tail
 from raftkube.masters.config import MasterConfig, write_master_config
 from raftkube.security.cluster_init import InitConfig, MasterSpec, init_cluster
 from raftkube.security.grpc_auth import channel_credentials
-from raftkube.testing.single_store import free_ports
+from raftkube.testing.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,30 +7,12 @@ port); with one member every write commits as soon as it is on this member's dis
 from __future__ import annotations
 
 import contextlib
-import socket
 import tempfile
 from collections.abc import Iterator
 
 from raftkube.consensus.config import StoreConfig
 from raftkube.consensus.store import Store
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago."""
-    return free_ports(1, host)[0]
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct TCP ports that were free on `host` a moment ago (all sockets are
-    held open while picking, so no port is handed out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+from raftkube.testing.ports import free_port
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,24 +34,9 @@ import grpc
 from raftkube.api.v1 import kv_pb2, kv_pb2_grpc
 from raftkube.consensus.grpc_service import ADMIN_TOKEN_METADATA, admin_token
 from raftkube.consensus.journal import discard_unsynced_tail
+from raftkube.testing.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port(host: str) -> int:
-    """A TCP port currently free on `host`, preferably below the ephemeral range (so no
-    outgoing connection of another process takes it before our server binds it)."""
-    for _ in range(50):
-        port = 20000 + secrets.randbelow(12000)
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -22,7 +22,7 @@ from raftkube.consensus.errors import (
 )
 from raftkube.consensus.model import Compare, EventType, Op
 from raftkube.consensus.store import Store
-from raftkube.testing.store_cluster import free_port
+from raftkube.testing.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,6 @@ principal reaching handlers (unary and streaming), and `raftkube init` output in
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -30,6 +29,7 @@ from raftkube.security.grpc_auth import (
     server_credentials_from_files,
 )
 from raftkube.security.principal import Principal
+from raftkube.testing.ports import free_ports
 
 CALL_TIMEOUT = 10.0
 T0 = 1_700_000_000.0
@@ -291,17 +291,11 @@ def test_public_methods_skip_authentication_but_keep_tls(cluster) -> None:
         served.server.stop(grace=None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_init_output_runs_a_secured_server_and_its_configs_work(tmp_path) -> None:
-    api, node = _free_port(), _free_port()
+    api, raft, node = free_ports(3)
     result = init_cluster(InitConfig(
         directory=tmp_path / "cluster",
-        masters=(MasterSpec("m1", "127.0.0.1", api_port=api, raft_port=_free_port(),
+        masters=(MasterSpec("m1", "127.0.0.1", api_port=api, raft_port=raft,
                             node_port=node),),
         workers=("w1",)))
     lay = result.layout

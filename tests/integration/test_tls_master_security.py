@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from concurrent import futures
 
 import grpc
@@ -23,14 +22,9 @@ from raftkube.security.master_security import (
     SecurityConfigError,
     load_raft_secret,
 )
+from raftkube.testing.ports import free_ports
 
 T_NOW = 1_700_000_000.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class GuardedHealth(health.HealthServicer):
@@ -55,10 +49,10 @@ class GuardedHealth(health.HealthServicer):
 
 @pytest.fixture
 def master(tmp_path):
-    api, node = _free_port(), _free_port()
+    api, raft, node = free_ports(3)
     result = init_cluster(InitConfig(
         directory=tmp_path / "cluster",
-        masters=(MasterSpec("m1", "127.0.0.1", api_port=api, raft_port=_free_port(),
+        masters=(MasterSpec("m1", "127.0.0.1", api_port=api, raft_port=raft,
                             node_port=node),),
         workers=("w1",)))
     config = MasterSecurityConfig.from_cluster_file(

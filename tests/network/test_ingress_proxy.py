@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from raftkube.testing.echo_http import make_handler
+from raftkube.testing.ports import free_port
 from raftkube.workers.network.ingress_proxy import IngressProxy, IngressProxyConfig
 from raftkube.workers.network.ingress_routes import (
     BackendRef,
@@ -42,12 +43,6 @@ class Backend:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def svc(name: str, *ports: int, ns: str = "default") -> Service:
