@@ -19,6 +19,7 @@ from raftkube.workers.network.nft_rules import (
     full_script,
     render_table,
     update_script,
+    update_steps,
 )
 
 CFG = RulesConfig(table="raftkube_t1", cluster_cidr="10.244.0.0/16",
@@ -95,8 +96,10 @@ def test_update_script_touches_only_what_changed() -> None:
     kept = next(iter(new.affinity_sets))
     assert kept not in script.split("delete set")[0].split("add rule")[0]
     assert "delete chain ip raftkube_t1 ep_" in script
-    svc_chain = next(c for c in new.chains if c.startswith("svc_default_web"))
-    assert f"flush chain ip raftkube_t1 {svc_chain}" in script
+    old_svc = next(c for c in old.chains if c.startswith("svc_default_web"))
+    new_svc = next(c for c in new.chains if c.startswith("svc_default_web"))
+    assert old_svc != new_svc  # named by content: replaced, never flushed and refilled
+    assert f"flush chain ip raftkube_t1 {new_svc}" not in script
     assert update_script(new, new) == ""
     # endpoints back: the chain of the new endpoint is added before rules refer to it
     back = update_script(new, old)
@@ -106,6 +109,54 @@ def test_update_script_touches_only_what_changed() -> None:
     script = update_script(new, empty)
     assert "delete element ip raftkube_t1 service_ips { 10.96.0.10 . tcp . 80 }" in script
     assert "add element ip raftkube_t1 no_endpoint_node_ports { tcp . 30080 }" in script
+
+
+def _lines(step: str) -> list[str]:
+    return [line for line in step.splitlines() if line]
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (EPS, EPS[:1]), (EPS[:1], EPS), (EPS, EPS[1:]), (EPS[:1], EPS[1:]), (EPS, ()), ((), EPS)])
+def test_update_steps_add_then_switch_then_remove(before, after) -> None:
+    """A packet classified while a step commits may see the rules of one generation and
+    the set elements of the other; each step is built so that both lead to a DNAT."""
+    for affinity in ("None", "ClientIP"):
+        old = render_table(ProxyModel((web(before, session_affinity=affinity),)), CFG)
+        new = render_table(ProxyModel((web(after, session_affinity=affinity),)), CFG)
+        steps = update_steps(old, new)
+        assert "".join(steps) == update_script(old, new)
+        kinds = []
+        for step in steps:
+            lines = _lines(step)
+            if all(line.startswith(("add chain", "add set", "add rule")) for line in lines):
+                # only what does not exist yet, and nothing that exists refers to it yet
+                assert all(line.split()[3] not in old.chains and
+                           line.split()[3] not in old.affinity_sets for line in lines)
+                kinds.append("add")
+            elif all(line.startswith(("flush chain", "delete chain", "delete set"))
+                     for line in lines):
+                assert all(line.split()[3] not in new.chains and
+                           line.split()[3] not in new.affinity_sets for line in lines)
+                kinds.append("remove")
+            else:
+                kinds.append("switch")
+                # no balancing rule (numgen ... vmap) is ever rewritten in place
+                flushed = [line.split()[3] for line in lines if line.startswith("flush")]
+                assert not any("vmap" in rule for c in flushed for rule in new.chains[c])
+                assert not any(line.startswith(("add chain", "delete chain"))
+                               for line in lines)
+        assert kinds == sorted(kinds, key=["add", "switch", "remove"].index)
+        assert len(kinds) == len(set(kinds))
+
+
+def test_a_service_chain_is_named_by_its_rules() -> None:
+    one = render_table(ProxyModel((web(EPS),)), CFG)
+    two = render_table(ProxyModel((web(EPS),)), CFG)
+    other = render_table(ProxyModel((web(EPS[:1]),)), CFG)
+    names = {c for c in one.chains if c.startswith(("svc_", "ext_"))}
+    assert names == {c for c in two.chains if c.startswith(("svc_", "ext_"))}
+    assert len(names) == 2
+    assert names.isdisjoint(c for c in other.chains if c.startswith(("svc_", "ext_")))
 
 
 @pytest.mark.parametrize(("svc", "message"), [

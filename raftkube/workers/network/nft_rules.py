@@ -2,9 +2,9 @@
 
 `render_table(model, config)` returns a `RenderedTable`: the table body plus the names of
 its chains, maps and sets. `full_script` turns it into one `nft -f` transaction that
-replaces the table; `update_script` turns (previous, new) into one transaction that
-rewrites every rule and map but keeps the ClientIP affinity sets that still exist, so
-clients stay on their endpoint across updates.
+replaces the table; `update_steps` turns (previous, new) into up to three transactions
+(add, switch, remove) that touch only what differs and keep the ClientIP affinity sets
+that still exist, so clients stay on their endpoint across updates.
 
 Packet path (all inside `table ip <name>`)::
 
@@ -132,6 +132,11 @@ def _ident(*parts: str) -> str:
     return f"{readable}_{digest}"
 
 
+def _digest(rules: list[str]) -> str:
+    """A short digest of a chain's rules (for chains named by their content)."""
+    return hashlib.sha256("\n".join(rules).encode()).hexdigest()[:8]
+
+
 def _port_key(port: ServicePort) -> str:
     return port.name or str(port.port)
 
@@ -156,7 +161,6 @@ class _Builder:
                 self.no_endpoint_node_ports.append(f"{proto} . {port.node_port}")
             return
         kind = f"{svc.namespace}_{svc.name}_{_port_key(port)}"
-        svc_chain = "svc_" + _ident(kind, port.protocol)
         ep_chains: list[str] = []
         affinity_rules: list[str] = []
         for ep in sorted(svc.endpoints, key=lambda e: (e.ip, e.port_for(port))):
@@ -183,11 +187,14 @@ class _Builder:
         else:
             arms = ", ".join(f"{i} : goto {c}" for i, c in enumerate(ep_chains))
             svc_rules.append(f"numgen {gen} mod {len(ep_chains)} vmap {{ {arms} }}")
+        # Named by content: new endpoints make a new chain, never a rewrite in place
+        # (see update_steps).
+        svc_chain = "svc_" + _ident(kind, port.protocol, _digest(svc_rules))
         self.chains[svc_chain] = svc_rules
         self.service_ip_elems.append(
             (f"{svc.cluster_ip} . {proto} . {port.port}", f"goto {svc_chain}"))
         if port.node_port:
-            ext_chain = "ext_" + _ident(kind, port.protocol)
+            ext_chain = "ext_" + _ident(kind, port.protocol, _digest([svc_chain]))
             self.chains[ext_chain] = ["jump mark_for_masquerade", f"goto {svc_chain}"]
             self.node_port_elems.append((f"{proto} . {port.node_port}", f"goto {ext_chain}"))
 
@@ -291,12 +298,25 @@ def full_script(new: RenderedTable) -> str:
     return f"table ip {new.table} {{\n}}\ndelete table ip {new.table}\n{new.body}"
 
 
-def update_script(previous: RenderedTable, new: RenderedTable) -> str:
-    """One transaction from `previous` (what is in the kernel) to `new`, touching only
-    what differs: new chains are added, chains whose rules changed are flushed and
-    refilled, set/map elements are deleted and added one by one, stale chains and
-    affinity sets are deleted last (when nothing refers to them any more). Affinity sets
-    present in both keep their entries. Returns "" when nothing differs.
+def update_steps(previous: RenderedTable, new: RenderedTable) -> list[str]:
+    """The transactions, in order, from `previous` (what is in the kernel) to `new`,
+    touching only what differs. Empty when nothing differs.
+
+    1. add: new chains with their rules, new affinity sets. Nothing refers to them yet.
+    2. switch: set and map elements deleted and added one by one (a service's map
+       element now leads to its new chain); chains whose rules changed but whose name
+       did not are flushed and refilled (helper and endpoint chains only: service and
+       node-port chains are named by their content, so they are replaced, not rewritten).
+    3. remove: stale chains flushed, then deleted; stale affinity sets deleted.
+
+    Why three transactions: a packet that is being classified while a transaction
+    commits can walk the rules of the old generation and look up set elements in the
+    new one. A rule rewritten in place (its anonymous `numgen ... vmap` deactivated) or a
+    chain added in the same transaction then gives no verdict; the packet leaves
+    without DNAT and meets the reject rule for unserved cluster IPs (seen as a
+    "connection refused" now and then while endpoints changed under traffic). With
+    the steps apart, every element either generation can see leads to a chain that
+    holds the same rules in both. Affinity sets present in both keep their entries.
 
     Raises ValueError when the two differ in shape (table, base chains, set/map names or
     declarations): use full_script then.
@@ -308,18 +328,19 @@ def update_script(previous: RenderedTable, new: RenderedTable) -> str:
             != {k: v.declaration for k, v in new.maps.items()}):
         raise ValueError("update_script: the table shape differs; use full_script")
     t = f"ip {new.table}"
-    lines: list[str] = []
+    add: list[str] = []
     added_chains = [c for c in new.chains if c not in previous.chains]
-    lines += [f"add chain {t} {c}" for c in added_chains]
-    lines += [f"add set {t} {name} {{ {_affinity_declaration(timeout)} }}"
-              for name, timeout in new.affinity_sets.items()
-              if name not in previous.affinity_sets]
+    add += [f"add chain {t} {c}" for c in added_chains]
+    add += [f"add set {t} {name} {{ {_affinity_declaration(timeout)} }}"
+            for name, timeout in new.affinity_sets.items()
+            if name not in previous.affinity_sets]
     for c in added_chains:
-        lines += [f"add rule {t} {c} {rule}" for rule in new.chains[c]]
+        add += [f"add rule {t} {c} {rule}" for rule in new.chains[c]]
+    switch: list[str] = []
     for c, rules in new.chains.items():
         if c in previous.chains and previous.chains[c] != rules:
-            lines.append(f"flush chain {t} {c}")
-            lines += [f"add rule {t} {c} {rule}" for rule in rules]
+            switch.append(f"flush chain {t} {c}")
+            switch += [f"add rule {t} {c} {rule}" for rule in rules]
     for kind, old_objs, new_objs in (("set", previous.sets, new.sets),
                                      ("map", previous.maps, new.maps)):
         for name, obj in new_objs.items():
@@ -328,15 +349,22 @@ def update_script(previous: RenderedTable, new: RenderedTable) -> str:
             after = dict(zip(obj.keys, obj.values or obj.keys, strict=True))
             gone = [k for k, v in before.items() if after.get(k) != v]
             if gone:
-                lines.append(f"delete element {t} {name} {{ {', '.join(gone)} }}")
+                switch.append(f"delete element {t} {name} {{ {', '.join(gone)} }}")
             fresh = [k for k, v in after.items() if before.get(k) != v]
             if fresh:
                 text = [f"{k} : {after[k]}" for k in fresh] if kind == "map" else fresh
-                lines.append(f"add element {t} {name} {{ {', '.join(text)} }}")
+                switch.append(f"add element {t} {name} {{ {', '.join(text)} }}")
+    remove: list[str] = []
     stale = [c for c in previous.chains if c not in new.chains]
     # stale chains may still jump to each other (svc_ -> ep_): empty them all first
-    lines += [f"flush chain {t} {c}" for c in stale]
-    lines += [f"delete chain {t} {c}" for c in stale]
-    lines += [f"delete set {t} {s}" for s in previous.affinity_sets
-              if s not in new.affinity_sets]
-    return "\n".join(lines) + "\n" if lines else ""
+    remove += [f"flush chain {t} {c}" for c in stale]
+    remove += [f"delete chain {t} {c}" for c in stale]
+    remove += [f"delete set {t} {s}" for s in previous.affinity_sets
+               if s not in new.affinity_sets]
+    return ["\n".join(lines) + "\n" for lines in (add, switch, remove) if lines]
+
+
+def update_script(previous: RenderedTable, new: RenderedTable) -> str:
+    """`update_steps` as one script ("" when nothing differs). Applied as one
+    transaction it gives the same table; the service proxy applies the steps apart."""
+    return "".join(update_steps(previous, new))

@@ -2,15 +2,17 @@
 
     caller (agent: Services + Endpoints) --sync(model)--> ServiceProxy
         render_table (pure) --> same as applied? skip
-                            --> nft -f - (one transaction: update, or full replace)
+                            --> nft -f - (update: up to three transactions, add /
+                                switch / remove, see nft_rules.update_steps; or one
+                                full replace)
         removed UDP endpoints --> conntrack -D (stale flows would keep going to them)
     close() --> delete table
 
 Contract: `sync` is idempotent and applies nothing when the rendered table equals the one
-applied last; otherwise it sends only the difference (chains, elements) in one
-transaction, or replaces the whole table on the first sync or when a difference fails.
-A failed apply leaves the kernel as it was (nft transactions are atomic) and raises
-NftError naming the nft message. `close` is idempotent.
+applied last; otherwise it sends only the difference (chains, elements) in up to three
+transactions, or replaces the whole table on the first sync or when a difference fails.
+Each transaction is atomic; when the replacement fails too, `sync` raises NftError
+naming the nft message, and the next sync replaces the whole table. `close` is idempotent.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from raftkube.workers.network.nft_rules import (
     RulesConfig,
     full_script,
     render_table,
-    update_script,
+    update_steps,
 )
 
 log = get_logger(__name__)
@@ -134,17 +136,18 @@ class ServiceProxy:
                 self.full_replacements += 1
             else:
                 try:
-                    script = update_script(self._applied, rendered)
+                    steps = update_steps(self._applied, rendered)
                 except ValueError:
-                    script = full_script(rendered)
+                    steps = [full_script(rendered)]
                     self.full_replacements += 1
                 try:
-                    if script:
-                        self._nft(script)
+                    for step in steps:  # one transaction each (see update_steps)
+                        self._nft(step)
                 except NftError as exc:
                     log.warning("incremental nft update failed; replacing table",
                                 table=self.table, error=str(exc))
-                    self._nft(full_script(rendered))
+                    self._applied = None  # earlier steps may have applied: the next
+                    self._nft(full_script(rendered))  # sync replaces if this fails too
                     self.full_replacements += 1
             previous_model = self._model
             self._applied = rendered
