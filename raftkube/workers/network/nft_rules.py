@@ -328,7 +328,7 @@ def update_steps(previous: RenderedTable, new: RenderedTable) -> list[str]:
             != {k: v.declaration for k, v in new.sets.items()}
             or {k: v.declaration for k, v in previous.maps.items()}
             != {k: v.declaration for k, v in new.maps.items()}):
-        raise ValueError("update_script: the table shape differs; use full_script")
+        raise ValueError("update_steps: the table shape differs; use full_script")
     t = f"ip {new.table}"
     add: list[str] = []
     added_chains = [c for c in new.chains if c not in previous.chains]
