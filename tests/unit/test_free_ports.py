@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 import pytest
@@ -24,13 +25,13 @@ def test_a_port_in_use_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        candidates = iter([busy - 10000, busy - 10000, 21000 - 10000])
-        monkeypatch.setattr(ports, "ephemeral_range_start", lambda: 65000)
-        monkeypatch.setattr(ports.secrets, "randbelow", lambda _n: next(candidates))
-        if busy >= 65000:
-            pytest.skip("the kernel picked a port above the patched range")
-        # 21000 itself might be taken on this machine: then the fallback (port 0) runs
-        assert ports.free_port() != busy
+        # the random draw offers the busy port twice, then ports from 21000 up
+        draws = itertools.chain([busy - 10000] * 2, range(11000, 12000))
+        monkeypatch.setattr(ports, "ephemeral_range_start", lambda: 65536)
+        monkeypatch.setattr(ports.secrets, "randbelow", lambda _n: next(draws))
+        picked = ports.free_port()
+        assert picked != busy
+        assert 21000 <= picked < 22000
 
 
 def test_the_ephemeral_range_is_read_from_the_kernel() -> None:
