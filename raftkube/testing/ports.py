@@ -14,7 +14,7 @@ import secrets
 import socket
 
 _RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
-_LOWEST = 10000  # below the usual service ports of the machine's own daemons
+_LOWEST = 10000  # above the well-known ports and most registered service ports
 
 
 def ephemeral_range_start() -> int:

@@ -364,9 +364,3 @@ def update_steps(previous: RenderedTable, new: RenderedTable) -> list[str]:
     remove += [f"delete set {t} {s}" for s in previous.affinity_sets
                if s not in new.affinity_sets]
     return ["\n".join(lines) + "\n" for lines in (add, switch, remove) if lines]
-
-
-def update_script(previous: RenderedTable, new: RenderedTable) -> str:
-    """`update_steps` as one script ("" when nothing differs). Applied as one
-    transaction it gives the same table; the service proxy applies the steps apart."""
-    return "".join(update_steps(previous, new))
