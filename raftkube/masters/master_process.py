@@ -12,9 +12,11 @@
 ```
 
 Contract: `start()` returns once every port listens (the store may still be electing a
-leader); `stop()` stops the loops, the servers (in-flight calls get a grace period) and the
-store, in that order. Killing the process at any point loses nothing acknowledged (the
-store's guarantee).
+leader). Health answers SERVING once this master sees a leader and its replica holds the
+system namespaces (the first leader's bootstrap), so a caller that waited for SERVING can
+use `default` and renew node leases at once. `stop()` stops the loops, the servers
+(in-flight calls get a grace period) and the store, in that order. Killing the process at
+any point loses nothing acknowledged (the store's guarantee).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from raftkube.consensus.store import Store
 from raftkube.logging_config import get_logger
 from raftkube.masters import system_keys
 from raftkube.masters.admin_service import AdminConfig, AdminServicer
-from raftkube.masters.bootstrap_loop import BootstrapLoop
+from raftkube.masters.bootstrap_loop import SYSTEM_NAMESPACES, BootstrapLoop
 from raftkube.masters.config import MasterConfig
 from raftkube.masters.controllers.manager import ControllerManager
 from raftkube.masters.controllers.registry import controller_factories
@@ -282,15 +284,24 @@ class Master:
         log.info("master started", name=self.config.name, api=self.addresses.api,
                  node_api=self.addresses.node, raft=self.addresses.raft, pid=os.getpid())
 
+    def _bootstrapped(self) -> bool:
+        """Whether the local replica holds every system namespace."""
+        namespaces = registry.by_kind("Namespace")
+        return all(self.objects.get_many(namespaces, "", name) is not None
+                   for name in SYSTEM_NAMESPACES)
+
     def _watch_health(self) -> None:
         registered = False
-        while not self._health_stop.wait(0.5):
+        bootstrapped = False
+        while not self._health_stop.wait(0.5 if bootstrapped else 0.1):
             try:
                 status = self.store.status(with_hash=False)
+                # once seen, for good: a namespace deleted later does not unready masters
+                bootstrapped = bootstrapped or self._bootstrapped()
             except Exception:
                 self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
                 continue
-            serving = status.leader is not None
+            serving = status.leader is not None and bootstrapped
             self.health.set("", health_pb2.HealthCheckResponse.SERVING if serving
                             else health_pb2.HealthCheckResponse.NOT_SERVING)
             self.metrics.is_leader.set(1 if status.is_leader else 0)

@@ -367,3 +367,14 @@ def test_nodes_get_distinct_pod_subnets_at_registration(cluster: MasterCluster) 
         register("cidr-c", a.spec.pod_cidr)
     call(cluster.resources(1).Delete, resources_pb2.DeleteRequest(kind="Node", name="cidr-a"))
     assert register("cidr-c", a.spec.pod_cidr).spec.pod_cidr == a.spec.pod_cidr
+
+
+def test_a_serving_master_already_holds_the_system_namespaces() -> None:
+    """Health SERVING means usable: no client sees `namespace "default" not found`, and
+    agents can renew leases, right after every master reported SERVING."""
+    with MasterCluster(3) as fresh:
+        for index in range(3):
+            for name in ("default", "kube-system", "raftkube-node-lease"):
+                ns = call(fresh.resources(index).Get,
+                          resources_pb2.GetRequest(kind="Namespace", name=name))
+                assert registry.unwrap(ns).metadata.name == name, (index, name)
