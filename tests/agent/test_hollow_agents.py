@@ -66,3 +66,39 @@ def test_hollow_fleet_registers_renews_and_runs_pods() -> None:
     finally:
         fleet.stop()
         harness.close()
+
+
+def test_a_restarted_agent_renews_its_lease_before_it_reports_ready() -> None:
+    """A node the masters marked NotReady (its agent gone past the grace period) is Ready
+    again when its agent starts again, and stays Ready: the agent renews its Lease before
+    it writes Ready, so the masters never see its Ready beside the old Lease (they marked
+    such a node NotReady again, and it stayed so until the next status write, 60 s)."""
+    harness = AgentHarness.start(workers=(), podman=False)
+    fleet = HollowFleet(HollowFleetConfig(count=2, client_config=harness.cluster.layout
+                                          .admin_config, lease_interval_seconds=1.0,
+                                          relist_interval_seconds=0.5))
+    nodes, leases = harness.admin.nodes, harness.admin.resource("Lease")
+    try:
+        fleet.start()
+        fleet.kill("hollow-1")
+        deadline = time.monotonic() + 30
+        while condition(nodes.get("hollow-1"), "Ready") != "Unknown":
+            assert time.monotonic() < deadline, "the masters did not mark the node NotReady"
+            time.sleep(0.2)
+        old = leases.get("hollow-1", "raftkube-node-lease")
+        fleet.agents["hollow-1"].heartbeat.register()  # what a restarted agent does first
+        lease = leases.get("hollow-1", "raftkube-node-lease")
+        node = nodes.get("hollow-1")
+        assert condition(node, "Ready") == "True"
+        assert lease.spec.renew_time > old.spec.renew_time
+        assert int(lease.metadata.resource_version) < int(node.metadata.resource_version), \
+            "Ready was written before the Lease was renewed"
+        fleet.revive("hollow-1")  # and then its heartbeats go on
+        until = time.monotonic() + 4.0  # the masters look every 0.5 s
+        while time.monotonic() < until:
+            assert condition(nodes.get("hollow-1"), "Ready") == "True", \
+                "the masters marked the restarted node NotReady again"
+            time.sleep(0.2)
+    finally:
+        fleet.stop()
+        harness.close()

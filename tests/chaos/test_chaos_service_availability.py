@@ -176,8 +176,11 @@ def _convergence_gaps(client: Client, renewed_after: datetime.datetime | None = 
     addresses = sum(len(s.addresses) for s in endpoints.subsets)
     if addresses != 3:
         gaps.append(f"{addresses} web endpoints")
-    gaps += [f"node {n.metadata.name} not Ready" for n in nodes if not any(
-        c.type == "Ready" and c.status == "True" for c in n.status.conditions)]
+    for n in nodes:
+        ready = next((c for c in n.status.conditions if c.type == "Ready"), None)
+        if ready is None or ready.status != "True":
+            gaps.append(f"node {n.metadata.name} not Ready" + (
+                f" ({ready.status}: {ready.reason})" if ready is not None else ""))
     if renewed_after is not None:
         renewed = {lease.metadata.name: datetime.datetime.fromisoformat(
             lease.spec.renew_time.replace("Z", "+00:00")) for lease in leases}
@@ -329,9 +332,10 @@ def _run_step(kinds: list[str], faults: dict, client: Client, rng: random.Random
 
 
 def _kill_host(state: LocalClusterState, client: Client, node: str, history: History
-               ) -> tuple[float, float]:
-    """Kill worker host `node`; return (when it died on the history's clock, seconds until
-    the Service was whole on the other nodes); heal once it is, wait for convergence."""
+               ) -> tuple[float, float, float]:
+    """Kill worker host `node`; heal once the Service is whole on the other nodes, wait for
+    convergence. Returns when it died on the history's clock, seconds until the Service
+    was whole without it, and seconds until converged after it came back."""
     fault = WorkerHostKill(state, lambda: node)
     died, started = history.now(), time.monotonic()
     detail = fault.start()
@@ -349,9 +353,9 @@ def _kill_host(state: LocalClusterState, client: Client, node: str, history: His
         healed = fault.stop()
         history.fault_stop(fault_id, healed)
         print(f"heal kill-worker-host: {healed}", flush=True)
-    print(f"converged {_wait_converged(client, 'the host came back'):.1f} s after the host "
-          "came back", flush=True)
-    return died, whole
+    back = _wait_converged(client, "the host came back")
+    print(f"converged {back:.1f} s after the host came back", flush=True)
+    return died, whole, back
 
 
 def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_fail(
@@ -400,7 +404,8 @@ def test_the_service_answers_and_nothing_is_lost_while_masters_agents_and_hosts_
                 NAMESPACE, label_selector="app=web")).most_common(1)[0][0]
             survivor = next(h for h in state.hosts.hosts if h.name != doomed)
             prober.url = f"http://{survivor.address}:{NODE_PORT}/"
-            died, whole = _kill_host(state, client, doomed, history)
+            died, whole, back = _kill_host(state, client, doomed, history)
+            converge_times.append(("kill-worker-host", back))
             time.sleep(2.0)
         finally:
             prober.stop_event.set()

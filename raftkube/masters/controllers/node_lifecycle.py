@@ -197,10 +197,30 @@ class NodeLifecycleController:
             except apierrors.ApiError as e:
                 log.warning("node lifecycle step failed", error=str(e))
 
+    def confirm_stale(self, stale: dict[str, float]) -> None:
+        """Before anything is done to a node past the grace period, read its Lease from
+        the store itself: the cache follows each kind on its own watch, so it can show an
+        agent's fresh Ready status while still holding its old Lease. A renewal found this
+        way counts as observed now (its entry in `stale` becomes 0)."""
+        now = self.clock()  # type: ignore[operator]
+        for name, seconds in stale.items():
+            if seconds < self.config.node_monitor_grace_seconds:
+                continue
+            try:
+                lease = self.context.api.get("Lease", LEASE_NAMESPACE, name)
+            except apierrors.NotFound:
+                continue
+            version = lease.metadata.resource_version
+            seen = self._seen.get(name)
+            if seen is None or (version and seen[0] != version):
+                self._seen[name] = (version, now)
+                stale[name] = 0.0
+
     def step(self) -> NodeLifecyclePlan:
         cache = self.context.cache
         nodes = cache.list("Node")
         stale = self.observe(nodes)
+        self.confirm_stale(stale)
         known = {n.metadata.name for n in nodes}
         # the plan acts only on pods of nodes that are gone or past the grace period: the
         # others are not even read (10,000 pods on healthy nodes cost nothing)

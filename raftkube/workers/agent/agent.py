@@ -2,7 +2,8 @@
 
     Agent.start()
       runtime + VolumeManager + EventRecorder
-      NodeHeartbeat.register(); heartbeat thread (Lease every lease_interval)
+      NodeHeartbeat.register() (Lease, then status)
+      heartbeat thread (Lease every lease_interval)
       pod Informer (spec.nodeName=<node>, all namespaces)
            on add/update -> PodWorker(uid).update(pod)   (one thread per pod)
            on delete     -> PodWorker(uid).removed()
@@ -149,14 +150,14 @@ class Agent:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, background: bool = True) -> Agent:
-        """Register the Node, renew the Lease once, watch pods. `background=False` starts no
-        per-agent loops: the owner calls heartbeat.tick(), relist_once() and check_fence()
-        (hollow fleets drive thousands of agents from a few threads)."""
+        """Register the Node (its Lease renewed before its status), watch pods.
+        `background=False` starts no per-agent loops: the owner calls heartbeat.tick(),
+        relist_once() and check_fence() (hollow fleets drive thousands of agents from a few
+        threads)."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         if self.fence_link is not None:
             self.fence_link.start()  # before any pod of ours can start
         until_masters_answer(self.heartbeat.register, self._stop, "node registration")
-        self.heartbeat.renew_lease()
         if self._own_queue:
             self.queue.start()
         feed = self._pod_feed or self.clients.api.pods.informer(

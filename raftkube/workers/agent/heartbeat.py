@@ -1,6 +1,7 @@
 """Node registration, Lease renewal and Node status: the agent's liveness signal.
 
-    register()   create the Node (or update labels/taints/podCIDR and status of ours)
+    register()   create the Node (or update labels/taints/podCIDR of ours), renew the
+                 Lease, then write our status (alive before Ready)
     loop, every lease_interval:
         renew Lease raftkube-node-lease/<node> (holderIdentity, renewTime with µs)
            success -> last_renewal = monotonic time the request was sent (the masters
@@ -93,7 +94,8 @@ class NodeHeartbeat:
                           now_rfc3339(), self.runtime_version, self.agent_port)
 
     def register(self) -> core_pb2.Node:
-        """Create or update our Node (idempotent); raises ApiError when the API refuses."""
+        """Create or update our Node, renew the Lease, then write our status (idempotent);
+        raises ApiError when the API refuses the Node."""
         desired = self._desired()
         nodes = self.client.nodes
         try:
@@ -121,6 +123,9 @@ class NodeHeartbeat:
             current.spec.taints.extend(t for t in desired.spec.taints
                                        if (t.key, t.effect) not in present)
             stored = nodes.update(current)
+        # Alive before Ready: a Node the masters marked NotReady while we were gone must
+        # not show Ready beside a stale Lease, or the masters mark it NotReady again.
+        self.renew_lease()
         for attempt in range(20):
             try:
                 # the same (sticky) client as the create: another master's replica may not
