@@ -13,6 +13,9 @@ term starts), so clock skew between machines cannot make it early.
         in Terminating on that node are force-deleted (grace 0)
  lease renewed again ─> taint removed (the agent reports Ready itself)
 ```
+Before it acts on a node past the grace period, the controller reads that node's Lease
+from the store: its cache follows each kind on its own watch, and may show an agent's new
+Ready beside its old Lease.
 
 Fencing contract with the agent (`FENCING_TIMEOUT_SECONDS`): an agent that has not renewed
 its lease successfully for FENCING_TIMEOUT_SECONDS (counted from when it sent the last
