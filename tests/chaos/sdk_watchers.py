@@ -29,6 +29,9 @@ class SdkWatchers:
         masters = list(config.masters)
         self.start_revision = int(resource_version)
         self.events: dict[str, list[WatchEvent]] = {}
+        # per watcher: (revision, uid, creationTimestamp, master serving the watch then),
+        # shown next to payload mismatches
+        self.served: dict[str, list[tuple[int, str, str, str]]] = {}
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._clients: list[Client] = []
@@ -39,6 +42,7 @@ class SdkWatchers:
                             options=ClientOptions(watch_idle_timeout=idle_timeout))
             name = f"sdk-from-{masters[i]}"
             self.events[name] = []
+            self.served[name] = []
             watch = client.resource("ConfigMap").watch(
                 "default", label_selector=label_selector, resource_version=resource_version)
             self._clients.append(client)
@@ -56,9 +60,16 @@ class SdkWatchers:
             for event in watch:  # type: ignore[attr-defined]
                 self.events[name].append(WatchEvent(
                     int(event.resource_version), (event.type, event.object.metadata.name)))
+                meta = event.object.metadata
+                self.served[name].append((int(event.resource_version), meta.uid,
+                                          meta.creation_timestamp, self._serving(watch)))
         except Exception as exc:
             if not self._stop.is_set():
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _serving(watch: object) -> str:
+        return str(watch._transport.endpoints.current())  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         """Stop every watch and close the clients (idempotent)."""
@@ -80,6 +91,12 @@ class SdkWatchers:
             result = check_watches(truth(), self.events,
                                    dict.fromkeys(self.events, self.start_revision + 1))
             result.name = "sdk-watch"
+            for report in result.watchers:
+                wrong = set(report.mismatched)
+                for served in self.served[report.watcher]:
+                    if served[0] in wrong:
+                        print(f"{report.watcher}: revision {served[0]} uid {served[1]} "
+                              f"created {served[2]} served by {served[3]}", flush=True)
             if self.errors:
                 raise AssertionError(f"SDK watches failed: {self.errors}")
             return result

@@ -85,9 +85,11 @@ def test_watch_gap_duplicate_reorder_and_mismatch_are_reported() -> None:
     assert by["dup"].duplicates == [2]
     assert by["order"].out_of_order == [(3, 2)]
     assert by["payload"].mismatched == [2]
+    assert by["payload"].mismatch_samples == [(2, "b", "X")]
     assert by["ghost"].unknown == [9]
     assert not result.valid
     assert "gaps [2]" in result.summary()
+    assert "at 2: expected 'b', received 'X'" in result.summary()
 
 
 def test_watch_start_revision_catches_missing_first_events() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from raftkube.testing.chaos.history import FAIL, INFO, OK, History, Operation, iter_ops
 
+MISMATCH_SAMPLES = 5  # payload mismatches a watcher's report shows in full
+
 # -- set ---------------------------------------------------------------------------------
 
 
@@ -98,6 +100,8 @@ class WatcherReport:
     gaps: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
     mismatched: list[int] = field(default_factory=list)
+    mismatch_samples: list[tuple[int, Any, Any]] = field(default_factory=list)
+    """(revision, expected payload, received payload) of the first few mismatches."""
 
     @property
     def valid(self) -> bool:
@@ -126,6 +130,9 @@ class WatchResult:
                     f"duplicates {_sample(w.duplicates)}; gaps {_sample(w.gaps)}; "
                     f"revisions not in the store {_sample(w.unknown)}; "
                     f"payload differs {_sample(w.mismatched)}")
+                for revision, expected, received in w.mismatch_samples:
+                    lines.append(f"    at {revision}: expected {expected!r}, "
+                                 f"received {received!r}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +178,8 @@ def check_watches(authoritative: Mapping[int, Hashable] | Sequence[int],
                 ev.revision, ev.payload)
             if expected != ev.payload:
                 report.mismatched.append(ev.revision)
+                if len(report.mismatch_samples) < MISMATCH_SAMPLES:
+                    report.mismatch_samples.append((ev.revision, expected, ev.payload))
         if events:
             start = (start_revisions or {}).get(watcher, events[0].revision)
             last = max(ev.revision for ev in events)
