@@ -51,7 +51,7 @@ from raftkube.consensus.snapshot_file import (
 )
 from raftkube.consensus.snapshotter import BackgroundSnapshotter
 from raftkube.consensus.state import KVState, encode_capture
-from raftkube.consensus.transport import OutboxTransport, is_plain_ack
+from raftkube.consensus.transport import OutboxTransport, ack_from_other_term, is_plain_ack
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,7 @@ class RaftNode(SyncObj):
             self._rk_prepare_snapshot, self._rk_read_snapshot)
         self._rk_transport: OutboxTransport = self._SyncObj__transport  # type: ignore[attr-defined]
         self._rk_transport.inbound_hook = self._rk_inbound
+        self._rk_transport.ack_term = lambda: self._SyncObj__raftCurrentTerm
         self._rk_transport.disconnect_hook = self._rk_peer_disconnected
 
     # ---- pysyncobj hooks ----
@@ -306,7 +307,11 @@ class RaftNode(SyncObj):
         which makes it re-send every entry still in flight (quadratic traffic under
         load). Entries in flight travel in order on one connection, so nextIndex is
         kept where it was; a gap (lost connection) makes the follower answer with a
-        reset, which pysyncobj still applies."""
+        reset, which pysyncobj still applies.
+        Anyone: an acknowledgement stamped with another term than ours is dropped (a
+        late one from an earlier term must not count for entries of this one)."""
+        if ack_from_other_term(message, self._SyncObj__raftCurrentTerm):
+            return
         message = self._rk_dedupe_append_entries(message)
         if not (is_plain_ack(message) and self._isLeader()):
             deliver(message)

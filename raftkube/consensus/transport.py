@@ -2,8 +2,9 @@
 
 `OutboxTransport.send` only queues; the Raft node calls `flush_outbox()` right after the
 journal's group fsync. Received messages pass through an optional `inbound_hook` (the
-node uses it to drop duplicate append-entries and to keep its pipeline of in-flight
-entries). Authentication and encryption come from the node's `encryptor`, which the
+node uses it to drop duplicate append-entries, to keep its pipeline of in-flight
+entries and to ignore acknowledgements of other terms, which `send` stamps with the
+sender's term). Authentication and encryption come from the node's `encryptor`, which the
 base transport applies to every connection before any message is unpickled.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
+ACK_TERM = "rk_term"
+"""Key of the sender's current term in an acknowledgement (next_node_idx) message."""
 
 class OutboxTransport(TCPTransport):
     """TCPTransport whose sends are deferred until `flush_outbox`."""
@@ -26,12 +29,16 @@ class OutboxTransport(TCPTransport):
         self.inbound_hook: Callable[[Any, Any, Callable[[Any], None]], None] | None = None
         # disconnect_hook(node): called after pysyncobj learned a peer connection dropped.
         self.disconnect_hook: Callable[[Any], None] | None = None
+        # ack_term(): the sender's current term, stamped on acknowledgements (ACK_TERM)
+        self.ack_term: Callable[[], int] | None = None
         super().__init__(syncObj, selfNode, otherNodes)
 
     def send(self, node: Any, message: Any) -> bool:
         conn = self._connections.get(node)
         if conn is None or conn.state != CONNECTION_STATE.CONNECTED:
             return False
+        if self.ack_term is not None and _is_ack(message):
+            message = {**message, ACK_TERM: self.ack_term()}
         self._outbox.append((node, message))
         return True
 
@@ -89,6 +96,16 @@ def _is_plain_append(message: Any) -> bool:
     return (isinstance(message, dict) and message.get("type") == "append_entries"
             and "prevLogIdx" in message and "transmission" not in message
             and "serialized" not in message)
+
+
+def ack_from_other_term(message: Any, current_term: int) -> bool:
+    """Whether `message` is an acknowledgement stamped with a term other than
+    `current_term`. pysyncobj's acknowledgements carry no term, so one delayed on a TCP
+    connection (a partition drops packets; TCP delivers them after it heals) could
+    reach its addressee after it became leader again in a later term, and raise that
+    follower's match index for entries the follower has since replaced. Raft ignores
+    responses of other terms. Unstamped acknowledgements (older peers) pass."""
+    return _is_ack(message) and message.get(ACK_TERM, current_term) != current_term
 
 
 def is_plain_ack(message: Any) -> bool:

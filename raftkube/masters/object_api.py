@@ -344,11 +344,11 @@ class ObjectApi:
         checked = self._checked(obj, "update")
         info = registry.for_message(checked)
         meta = checked.metadata  # type: ignore[attr-defined]
-        current = self._current(info, meta.namespace, meta.name)
+        expected = self._expected_revision(checked)
+        current = self._current(info, meta.namespace, meta.name, expected)
         keep_server_assigned(current, checked)
         self._gate.check("update", info, meta.namespace, meta.name,
                          object_node=self._object_node(current))
-        expected = self._expected_revision(checked)
         self._check_version(info, current, expected)
         new = lifecycle.prepare_update(current, checked)
         self._check_immutable(info, current, new)
@@ -361,20 +361,26 @@ class ObjectApi:
             raise apierrors.NotFound(f"{info.plural} have no status subresource")
         meta = obj.metadata  # type: ignore[attr-defined]
         namespace = meta.namespace or ("default" if info.namespaced else "")
-        current = self._current(info, namespace, meta.name)
+        expected = self._expected_revision(obj)
+        current = self._current(info, namespace, meta.name, expected)
         self._gate.check("update", info, namespace, meta.name, subresource="status",
                          object_node=self._object_node(current))
-        self._check_version(info, current, self._expected_revision(obj))
+        self._check_version(info, current, expected)
         new = lifecycle.prepare_status_update(current, obj)
         self._checked(new, "status update")
         return self._store_update(info, current, new, dry_run)
 
-    def _current(self, info: KindInfo, namespace: str, name: str) -> Message:
-        current = self.objects.get_many(info, namespace if info.namespaced else "", name)
-        if current is None:
-            raise apierrors.NotFound(
-                f'{info.plural} "{name}" not found'
-                + (f' in namespace "{namespace}"' if info.namespaced else ""))
+    def _current(self, info: KindInfo, namespace: str, name: str,
+                 expected: int | None = None) -> Message:
+        """The object a write applies to. Read from this master's replica; when it is
+        missing there, or older than the `expected` resourceVersion, read again through
+        the leader (linearizable): this replica may not have applied yet a write the caller
+        saw acknowledged by another master, and a write must not fail for that."""
+        namespace = namespace if info.namespaced else ""
+        current = self.objects.get_many(info, namespace, name)
+        if current is None or (expected is not None and int(
+                current.metadata.resource_version) < expected):  # type: ignore[attr-defined]
+            return self.objects.get(info, namespace, name, linearizable=True)
         return current
 
     @staticmethod
@@ -647,9 +653,9 @@ class ObjectApi:
                                          for namespace, name, _, _ in bindings],
                               subresource="binding")
         for namespace, name, rv, node in bindings:
-            pod = self._current(info, namespace, name)
-            expected = self._expected_revision_text(rv) if rv else int(
-                pod.metadata.resource_version)
+            given = self._expected_revision_text(rv) if rv else None
+            pod = self._current(info, namespace, name, given)
+            expected = given if given is not None else int(pod.metadata.resource_version)
             self._check_version(info, pod, expected)
             if pod.spec.node_name:
                 raise apierrors.Conflict(
