@@ -19,6 +19,7 @@ from pysyncobj.transport import TCPTransport
 ACK_TERM = "rk_term"
 """Key of the sender's current term in an acknowledgement (next_node_idx) message."""
 
+
 class OutboxTransport(TCPTransport):
     """TCPTransport whose sends are deferred until `flush_outbox`."""
 
