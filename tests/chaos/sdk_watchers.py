@@ -48,28 +48,24 @@ class SdkWatchers:
             self._clients.append(client)
             self._watches.append(watch)
             self._threads.append(threading.Thread(
-                target=self._follow, args=(name, watch), daemon=True, name=f"chaos-{name}"))
+                target=self._follow, args=(name, watch, client), daemon=True, name=f"chaos-{name}"))
 
     def start(self) -> SdkWatchers:
         for thread in self._threads:
             thread.start()
         return self
 
-    def _follow(self, name: str, watch: object) -> None:
+    def _follow(self, name: str, watch: object, client: Client) -> None:
         try:
             for event in watch:  # type: ignore[attr-defined]
                 self.events[name].append(WatchEvent(
                     int(event.resource_version), (event.type, event.object.metadata.name)))
                 meta = event.object.metadata
                 self.served[name].append((int(event.resource_version), meta.uid,
-                                          meta.creation_timestamp, self._serving(watch)))
+                                          meta.creation_timestamp, client.current_master))
         except Exception as exc:
             if not self._stop.is_set():
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-
-    @staticmethod
-    def _serving(watch: object) -> str:
-        return str(watch._transport.endpoints.current())  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         """Stop every watch and close the clients (idempotent)."""
