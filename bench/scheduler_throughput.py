@@ -57,23 +57,24 @@ class PodWatch:
         self.created: dict[str, float] = {}
         self.bound: dict[str, float] = {}
         self.running: dict[str, float] = {}
-        self._stream = stub.Watch(resources_pb2.WatchRequest(kind="Pod"))
+        self._stream = stub.WatchBatched(resources_pb2.WatchRequest(kind="Pod"))
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            for event in self._stream:
+            for batch in self._stream:
                 now = time.monotonic()
-                pod = registry.unwrap(event.object)
-                name = pod.metadata.name
-                if not name.startswith(self.prefix):
-                    continue
-                self.created.setdefault(name, now)
-                if pod.spec.node_name:
-                    self.bound.setdefault(name, now)
-                if pod.status.phase == "Running":
-                    self.running.setdefault(name, now)
+                for event in batch.events:
+                    pod = registry.unwrap(event.object)
+                    name = pod.metadata.name
+                    if not name.startswith(self.prefix):
+                        continue
+                    self.created.setdefault(name, now)
+                    if pod.spec.node_name:
+                        self.bound.setdefault(name, now)
+                    if pod.status.phase == "Running":
+                        self.running.setdefault(name, now)
         except grpc.RpcError:
             return
 

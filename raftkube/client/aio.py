@@ -31,7 +31,7 @@ from raftkube.client.endpoints import Endpoints
 from raftkube.client.informer import Handlers, InformerCache
 from raftkube.client.retry import Failure, backoff, classify
 from raftkube.client.transport import STUBS
-from raftkube.client.watch import WatchSpec, event_from_pb
+from raftkube.client.watch import WatchSpec, event_from_pb, unimplemented
 from raftkube.client.watch_state import BOOKMARK, WatchEvent, WatchTracker
 from raftkube.logging_config import get_logger
 from raftkube.objects import registry
@@ -101,6 +101,7 @@ class AsyncWatch:
         self._stopped = False
         self._call: Any = None
         self.tracker = tracker or WatchTracker(int(spec.resource_version or 0))
+        self._batched = True  # WatchBatched until a master answers UNIMPLEMENTED
 
     @property
     def resource_version(self) -> str:
@@ -136,8 +137,10 @@ class AsyncWatch:
         loop = asyncio.get_running_loop()
         while not self._stopped:
             address = self._transport.endpoints.current()
-            call = self._transport.stub(address, "Resources").Watch(
-                self._spec.request(self.tracker.resume_version))
+            stub = self._transport.stub(address, "Resources")
+            batched = self._batched
+            request = self._spec.request(self.tracker.resume_version)
+            call = stub.WatchBatched(request) if batched else stub.Watch(request)
             self._call = call
             ended: BaseException | None = None
             try:
@@ -146,10 +149,11 @@ class AsyncWatch:
                     if pb is grpc.aio.EOF:
                         break
                     failures, failing_since = 0, None
-                    event = event_from_pb(pb)
-                    if self.tracker.accept(event) or (
-                            event.type == BOOKMARK and self._spec.bookmarks):
-                        yield event
+                    for event_pb in (pb.events if batched else (pb,)):
+                        event = event_from_pb(event_pb)
+                        if self.tracker.accept(event) or (
+                                event.type == BOOKMARK and self._spec.bookmarks):
+                            yield event
             except TimeoutError:
                 call.cancel()
             except grpc.RpcError as e:
@@ -158,6 +162,9 @@ class AsyncWatch:
                 self._call = None
             if self._stopped:
                 return
+            if batched and isinstance(ended, grpc.RpcError) and unimplemented(ended):
+                self._batched = False  # a master older than WatchBatched: plain Watch
+                continue
             if isinstance(ended, grpc.RpcError):
                 error = apierrors.from_rpc_error(ended)
                 if isinstance(error, apierrors.Compacted):

@@ -3,7 +3,8 @@ compaction.
 
     list (all pages) at R ──> ADDED for each object ──> synced
         │
-        └─> Watch(rv = tracker.resume_version) on the current master ──> events
+        └─> WatchBatched(rv = tracker.resume_version) on the current master ──> events
+               (several per message; plain Watch on a master that lacks WatchBatched)
                stream breaks / master hangs (no message for watch_idle_timeout)
                  └─> next master, back-off, reopen from the resume point
                Compacted
@@ -51,6 +52,11 @@ class WatchSpec:
             kind=self.info.kind, namespace=self.namespace, label_selector=self.label_selector,
             field_selector=self.field_selector, resource_version=resource_version,
             allow_bookmarks=True)
+
+
+def unimplemented(error: grpc.RpcError | None) -> bool:
+    """The master does not know the method (an older version)."""
+    return error is not None and error.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def event_from_pb(event: Any) -> WatchEvent:
@@ -113,6 +119,7 @@ class Watch:
         self._call: Any = None
         self._lock = threading.Lock()
         self.tracker = tracker or WatchTracker(int(spec.resource_version or 0))
+        self._batched = True  # WatchBatched until a master answers UNIMPLEMENTED
         self._events = self._run()
 
     def __iter__(self) -> Iterator[WatchEvent]:
@@ -167,7 +174,9 @@ class Watch:
         while not self._stopped.is_set():
             address = self._transport.endpoints.current()
             stub = self._transport.stub(address, "Resources")
-            call = stub.Watch(self._spec.request(self.tracker.resume_version))
+            batched = self._batched
+            request = self._spec.request(self.tracker.resume_version)
+            call = stub.WatchBatched(request) if batched else stub.Watch(request)
             with self._lock:
                 self._call = call
             if self._stopped.is_set():
@@ -177,12 +186,13 @@ class Watch:
                 for pb in call:
                     watchdog.touch()
                     failures, failing_since = 0, None
-                    event = event_from_pb(pb)
-                    if self.tracker.accept(event) or (
-                            event.type == BOOKMARK and self._spec.bookmarks):
-                        watchdog.hold(True)
-                        yield event
-                        watchdog.hold(False)
+                    for event_pb in (pb.events if batched else (pb,)):
+                        event = event_from_pb(event_pb)
+                        if self.tracker.accept(event) or (
+                                event.type == BOOKMARK and self._spec.bookmarks):
+                            watchdog.hold(True)
+                            yield event
+                            watchdog.hold(False)
                 ended: grpc.RpcError | None = None
             except grpc.RpcError as e:
                 ended = e
@@ -192,6 +202,9 @@ class Watch:
                     self._call = None
             if self._stopped.is_set():
                 return
+            if batched and unimplemented(ended):
+                self._batched = False  # a master older than WatchBatched: plain Watch
+                continue
             if ended is not None and not watchdog.fired:
                 error = apierrors.from_rpc_error(ended)
                 if isinstance(error, apierrors.Compacted):

@@ -611,11 +611,24 @@ class ObjectApi:
         Selector semantics follow Kubernetes: an object that stops matching is delivered as
         DELETED, one that starts matching as ADDED.
         """
+        for batch in self.watch_batches(kind, namespace, label_selector, field_selector,
+                                        resource_version, stop, allow_bookmarks):
+            yield from batch
+
+    def watch_batches(self, kind: str, namespace: str, label_selector: str,
+                      field_selector: str, resource_version: str, stop: threading.Event,
+                      allow_bookmarks: bool = False,
+                      list_chunk: int = 500) -> Iterator[list[WatchItem]]:
+        """`watch` as non-empty lists of the items that were ready together: the current
+        state in lists of at most `list_chunk`, then the changes of one or more
+        consecutive revisions per list (a BOOKMARK comes alone). The same items in the
+        same order as `watch`."""
         info = self.kind(kind)
         namespace = namespace if info.namespaced else ""
         labels, fields = self._selectors(info, label_selector, field_selector)
         self._gate.check("watch", info, namespace, None,
                          object_node=self._node_from_fields(info, fields))
+        everything = labels.empty() and not fields.requirements
 
         def matches(obj: Message | None) -> bool:
             return obj is not None and labels.matches(obj.metadata.labels) and fields.matches(obj)
@@ -624,20 +637,27 @@ class ObjectApi:
             start = self._expected_revision_text(resource_version) + 1
         else:
             items, revision, _ = self.objects.list(info, namespace, keep=matches)
-            for obj in items:
-                yield WatchItem("ADDED", obj, int(obj.metadata.resource_version))
+            for first in range(0, len(items), list_chunk):
+                yield [WatchItem("ADDED", obj, int(obj.metadata.resource_version))
+                       for obj in items[first: first + list_chunk]]
             start = revision + 1
         last_bookmark = time.monotonic()
-        for event in self.objects.watch(info, namespace, start, stop, idle_events=True):
-            if event.type == "IDLE":
+        for events in self.objects.watch_batches(info, namespace, start, stop,
+                                                 idle_events=True,
+                                                 with_previous=not everything):
+            if events[0].type == "IDLE":
                 now = time.monotonic()
                 if allow_bookmarks and now - last_bookmark >= self._config.bookmark_interval:
                     last_bookmark = now
-                    yield WatchItem("BOOKMARK", None, event.revision)
+                    yield [WatchItem("BOOKMARK", None, events[0].revision)]
                 continue
-            item = _filtered(event, matches)
-            if item is not None:
-                yield item
+            if everything:
+                batch = [WatchItem(e.type, e.obj, e.revision) for e in events]
+            else:
+                batch = [item for item in (_filtered(e, matches) for e in events)
+                         if item is not None]
+            if batch:
+                yield batch
 
     # -- scheduling -------------------------------------------------------------------
     def bind_pods(self, bindings: Sequence[tuple[str, str, str, str]]) -> int:

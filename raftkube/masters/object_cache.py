@@ -190,7 +190,8 @@ class ObjectCache:
         self._synced[kind].set()
         for key in set(old) | set(fresh):
             self._notify(kind, key)
-        for event in self._objects.watch(info, "", revision + 1, self._stop):
+        for event in self._objects.watch(info, "", revision + 1, self._stop,
+                                         with_previous=False):
             obj = event.obj
             key = (obj.metadata.namespace, obj.metadata.name)
             with self._lock:

@@ -402,14 +402,25 @@ class ObjectStore:
 
     # -- watch ------------------------------------------------------------------------
     def watch(self, info: KindInfo, namespace: str, start_revision: int,
-              stop: threading.Event, idle_events: bool = False) -> Iterator[ObjectEvent]:
+              stop: threading.Event, idle_events: bool = False,
+              with_previous: bool = True) -> Iterator[ObjectEvent]:
         """Changes of a kind (in one namespace when given) from `start_revision` on.
 
         Yields events in revision order until `stop` is set. With `idle_events`, a quiet
         second yields an event of type "IDLE" (obj None) whose revision is the one up to
         which every change has been delivered (for bookmarks). Compacted if the history
-        is gone.
+        is gone. Without `with_previous`, ADDED and MODIFIED events carry previous=None
+        (saves decoding the old value); DELETED always carries it.
         """
+        for batch in self.watch_batches(info, namespace, start_revision, stop, idle_events,
+                                        with_previous):
+            yield from batch
+
+    def watch_batches(self, info: KindInfo, namespace: str, start_revision: int,
+                      stop: threading.Event, idle_events: bool = False,
+                      with_previous: bool = True) -> Iterator[list[ObjectEvent]]:
+        """`watch`, as the non-empty lists of events that were ready together (one or
+        more consecutive revisions each; an IDLE event comes alone)."""
         prefix = kind_prefix(info, namespace)
         watch = _store_call(lambda: self._store.watch(prefix, prefix_end(prefix),
                                                       start_revision))
@@ -420,16 +431,17 @@ class ObjectStore:
                     if watch.cancelled:
                         return
                     if idle_events:
-                        yield ObjectEvent("IDLE", None, None, watch.next_revision - 1)
+                        yield [ObjectEvent("IDLE", None, None, watch.next_revision - 1)]
                     continue
-                for event in batch:
-                    yield self._object_event(info, event)
+                yield [self._object_event(info, event, with_previous) for event in batch]
         finally:
             watch.cancel()
 
-    def _object_event(self, info: KindInfo, event) -> ObjectEvent:
-        previous = self.decode(info, event.prev_kv) if event.prev_kv is not None else None
-        if event.type is EventType.DELETE:
+    def _object_event(self, info: KindInfo, event, with_previous: bool = True) -> ObjectEvent:
+        deleted = event.type is EventType.DELETE
+        previous = (self.decode(info, event.prev_kv)
+                    if event.prev_kv is not None and (with_previous or deleted) else None)
+        if deleted:
             if previous is None:
                 raise apierrors.Internal(f"delete event without previous value: {event.kv.key!r}")
             previous.metadata.resource_version = str(event.kv.mod_revision)

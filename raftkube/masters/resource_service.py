@@ -21,6 +21,8 @@ from raftkube.masters.object_api import ObjectApi
 from raftkube.objects import registry
 
 log = get_logger(__name__)
+WATCH_BATCH_EVENTS = 1000  # events per WatchEventBatch at most
+WATCH_BATCH_BYTES = 1024 * 1024  # a batch stops growing before this size (one event may exceed it)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -105,18 +107,40 @@ class ResourcesServicer(resources_pb2_grpc.ResourcesServicer):
         return resources_pb2.DeleteResponse(object=registry.wrap(obj), deleted=deleted)
 
     def Watch(self, request, context) -> Iterator[resources_pb2.WatchEvent]:
+        for batch in self._watch_batches(request, context):
+            yield from batch.events
+
+    def WatchBatched(self, request, context) -> Iterator[resources_pb2.WatchEventBatch]:
+        yield from self._watch_batches(request, context)
+
+    def _watch_batches(self, request, context) -> Iterator[resources_pb2.WatchEventBatch]:
+        """The watch's items as WatchEventBatch messages of at most `WATCH_BATCH_EVENTS`
+        events and about `WATCH_BATCH_BYTES` (one larger event goes alone)."""
         stop = threading.Event()
         context.add_callback(stop.set)
         try:
-            for item in self._api.watch(request.kind, request.namespace,
-                                        request.label_selector, request.field_selector,
-                                        request.resource_version, stop,
-                                        request.allow_bookmarks):
-                event = resources_pb2.WatchEvent(type=item.type,
-                                                 resource_version=str(item.resource_version))
-                if item.obj is not None:
-                    event.object.CopyFrom(registry.wrap(item.obj))
-                yield event
+            for items in self._api.watch_batches(request.kind, request.namespace,
+                                                 request.label_selector,
+                                                 request.field_selector,
+                                                 request.resource_version, stop,
+                                                 request.allow_bookmarks):
+                batch = resources_pb2.WatchEventBatch()
+                size = 0
+                for item in items:
+                    event = resources_pb2.WatchEvent(type=item.type,
+                                                     resource_version=str(item.resource_version))
+                    if item.obj is not None:
+                        getattr(event.object, registry.for_message(item.obj).typed_field
+                                ).CopyFrom(item.obj)
+                    event_size = event.ByteSize()
+                    if batch.events and (len(batch.events) >= WATCH_BATCH_EVENTS
+                                         or size + event_size > WATCH_BATCH_BYTES):
+                        yield batch
+                        batch = resources_pb2.WatchEventBatch()
+                        size = 0
+                    batch.events.append(event)
+                    size += event_size
+                yield batch
         except apierrors.ApiError as e:
             e.abort(context)
         except Exception:

@@ -7,7 +7,7 @@ deleted is finished (deleted with grace 0) as an agent does once its containers 
 ```
            ┌ registrar ─ Create Node + Lease (per node)
  HollowNodes ─ renewer threads ─ Update Lease (CAS with the last resourceVersion)
-           └ pod watcher (one Watch on all pods) ─> queue ─> reporters ─ UpdateStatus / Delete
+           └ pod watcher (WatchBatched, all pods) ─> queue ─> reporters ─ UpdateStatus / Delete
 ```
 
 `kill(node)` makes a node silent (no renewals, no reports) as if its machine died; its
@@ -245,18 +245,19 @@ class HollowNodes:
         rv = ""
         while not self._stop.is_set():
             try:
-                stream = self.stub().Watch(resources_pb2.WatchRequest(
+                stream = self.stub().WatchBatched(resources_pb2.WatchRequest(
                     kind="Pod", resource_version=rv, allow_bookmarks=True))
                 stopper = threading.Thread(target=lambda s=stream: (self._stop.wait(),
                                                                     s.cancel()), daemon=True)
                 stopper.start()
-                for event in stream:
-                    rv = event.resource_version or rv
-                    if event.type not in ("ADDED", "MODIFIED"):
-                        continue
-                    pod = registry.unwrap(event.object)
-                    if pod.spec.node_name in mine:
-                        self._work.put(pod)
+                for batch in stream:
+                    for event in batch.events:
+                        rv = event.resource_version or rv
+                        if event.type not in ("ADDED", "MODIFIED"):
+                            continue
+                        pod = registry.unwrap(event.object)
+                        if pod.spec.node_name in mine:
+                            self._work.put(pod)
             except grpc.RpcError as e:
                 if self._stop.is_set():
                     return

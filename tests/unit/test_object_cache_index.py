@@ -21,7 +21,8 @@ class ScriptedStore:
     def list(self, info, namespace="", **_):
         return list(self.initial), 1, ""
 
-    def watch(self, info, namespace, start_revision, stop, idle_events=False):
+    def watch(self, info, namespace, start_revision, stop, idle_events=False,
+              with_previous=True):
         for i, (type_, obj) in enumerate(self.events):
             yield ObjectEvent(type_, obj, None, start_revision + i)
         self.delivered.set()

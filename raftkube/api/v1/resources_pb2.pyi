@@ -139,6 +139,12 @@ class WatchEvent(_message.Message):
     resource_version: str
     def __init__(self, type: _Optional[str] = ..., object: _Optional[_Union[_objects_pb2.TypedObject, _Mapping]] = ..., resource_version: _Optional[str] = ...) -> None: ...
 
+class WatchEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ...) -> None: ...
+
 class Binding(_message.Message):
     __slots__ = ("namespace", "pod_name", "resource_version", "node_name")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]

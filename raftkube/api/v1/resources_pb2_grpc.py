@@ -80,6 +80,11 @@ class ResourcesStub:
                 request_serializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchRequest.SerializeToString,
                 response_deserializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/raftkube.api.v1.Resources/WatchBatched',
+                request_serializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchRequest.SerializeToString,
+                response_deserializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchEventBatch.FromString,
+                _registered_method=True)
         self.BindPods = channel.unary_unary(
                 '/raftkube.api.v1.Resources/BindPods',
                 request_serializer=raftkube_dot_api_dot_v1_dot_resources__pb2.BindPodsRequest.SerializeToString,
@@ -155,6 +160,14 @@ class ResourcesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch with the events that are ready together sent in one message (the same events in
+        the same order as Watch; fewer messages when changes come in bursts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BindPods(self, request, context):
         """Bind pods to nodes in one transaction (the scheduler's write); each binding is a
         compare-and-swap on the pod's resourceVersion and all succeed or none does.
@@ -210,6 +223,11 @@ def add_ResourcesServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchRequest.FromString,
                     response_serializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchRequest.FromString,
+                    response_serializer=raftkube_dot_api_dot_v1_dot_resources__pb2.WatchEventBatch.SerializeToString,
             ),
             'BindPods': grpc.unary_unary_rpc_method_handler(
                     servicer.BindPods,
@@ -460,6 +478,33 @@ class Resources:
             '/raftkube.api.v1.Resources/Watch',
             raftkube_dot_api_dot_v1_dot_resources__pb2.WatchRequest.SerializeToString,
             raftkube_dot_api_dot_v1_dot_resources__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/raftkube.api.v1.Resources/WatchBatched',
+            raftkube_dot_api_dot_v1_dot_resources__pb2.WatchRequest.SerializeToString,
+            raftkube_dot_api_dot_v1_dot_resources__pb2.WatchEventBatch.FromString,
             options,
             channel_credentials,
             insecure,
