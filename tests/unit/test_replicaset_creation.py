@@ -68,3 +68,24 @@ def test_a_wave_failing_any_way_is_not_waited_for(scripted_suffixes) -> None:
         with pytest.raises(type(failure)):
             ctl._create_wave(key, rs, 2)
         assert ctl.expectations.satisfied(key, present=set(), gone_or_terminating=set())
+
+
+def test_only_pod_changes_a_plan_reads_wake_the_replica_set() -> None:
+    cache = Cache([pod("web-a", owner="web", labels={"app": "web"})])
+    rs_controller = ReplicaSetController(ControllerContext(api=Api(), cache=cache, term=1))  # type: ignore[arg-type]
+
+    def change(**fields) -> list:
+        cache.pods[("default", "web-a")] = pod("web-a", owner="web", **fields)
+        return list(rs_controller.keys_for("Pod", "default", "web-a"))
+
+    assert list(rs_controller.keys_for("Pod", "default", "web-a")) == [("default", "web")]
+    assert change(labels={"app": "web"}, node_name="n1") == []  # bound: nothing to plan
+    assert change(labels={"app": "web"}, node_name="n1", phase="Running") == [
+        ("default", "web")]
+    assert change(labels={"app": "web"}, node_name="n1", ready=True) == [("default", "web")]
+    assert change(labels={"app": "web"}, node_name="n1", ready=True,
+                  ready_since="2026-01-01T00:00:09Z") == [("default", "web")]
+    assert change(labels={"app": "web", "tier": "x"}, node_name="n1", ready=True,
+                  ready_since="2026-01-01T00:00:09Z") == [("default", "web")]
+    assert change(labels={"app": "web", "tier": "x"}, node_name="n2", ready=True,
+                  ready_since="2026-01-01T00:00:09Z") == []
