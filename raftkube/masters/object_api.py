@@ -651,7 +651,7 @@ class ObjectApi:
                     last_bookmark = now
                     yield [WatchItem("BOOKMARK", None, events[0].revision)]
                 continue
-            if everything:
+            if everything:  # no previous values decoded: `_filtered` would need them
                 batch = [WatchItem(e.type, e.obj, e.revision) for e in events]
             else:
                 batch = [item for item in (_filtered(e, matches) for e in events)

@@ -3,6 +3,7 @@ a real gRPC server; the SDK falls back to Watch on a master that lacks WatchBatc
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -11,6 +12,8 @@ import grpc
 import pytest
 
 from raftkube.api.v1 import core_pb2, resources_pb2, resources_pb2_grpc
+from raftkube.client.aio import AsyncTransport, AsyncWatch
+from raftkube.client.config import ClientOptions
 from raftkube.client.endpoints import Endpoints
 from raftkube.client.retry import RetryConfig
 from raftkube.client.transport import SyncTransport
@@ -154,3 +157,34 @@ def test_the_sdk_watch_falls_back_to_watch_on_a_master_without_watch_batched(
         server.stop(0)
     thread.join(5)
     assert seen == ["fallback-0", "fallback-1", "fallback-2"]
+
+
+def test_the_async_sdk_watch_falls_back_too(api: ObjectApi) -> None:
+    server, addr = serve(WithoutWatchBatched(api))
+    start = api.create(config_map("async-fallback-start"))
+    for n in range(3):
+        api.create(config_map(f"async-fallback-{n}"))
+
+    async def first_three() -> list[str]:
+        options = ClientOptions()
+        transport = AsyncTransport(grpc.local_channel_credentials(), Endpoints([addr]),
+                                   options)
+        watch = AsyncWatch(transport, WatchSpec(
+            registry.by_kind("ConfigMap"), "default",
+            resource_version=start.metadata.resource_version), options)
+        names: list[str] = []
+        try:
+            async for event in watch:
+                names.append(event.object.metadata.name)
+                if len(names) == 3:
+                    break
+        finally:
+            watch.stop()
+            await transport.close()
+        return names
+
+    try:
+        seen = asyncio.run(asyncio.wait_for(first_three(), 15))
+    finally:
+        server.stop(0)
+    assert seen == ["async-fallback-0", "async-fallback-1", "async-fallback-2"]
